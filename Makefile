@@ -1,0 +1,66 @@
+# troupe's front door: thin targets over the `troupe` command (all logic lives in troupe/).
+#   make demo                                  the whole pipeline on a tiny local model (CPU)
+#   make train CHARACTER=kaltsit ARGS="max_steps=2"
+# Variables reach the shell only as quoted environment variables, never as make text, and
+# troupe validates each before it touches the filesystem.
+
+PYTHON ?= python3
+VENV   := .venv
+TROUPE := $(VENV)/bin/troupe
+# The stamp is named by the dependency spec's hash: a second `make setup` does nothing, a changed
+# pyproject.toml or requirements.lock installs again.
+SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
+
+export CHARACTER ARGS FROM NAME FORCE DEBUG
+.DEFAULT_GOAL := help
+.PHONY: help setup lock demo test list check new convert preprocess train evaluate merge
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@echo "  CHARACTER=<recipe name or path>, ARGS=\"key=value ...\" (overrides), e.g. make train CHARACTER=demo ARGS=\"max_steps=2\""
+
+setup: $(STAMP) ## create .venv and install troupe with its pinned dependencies (once)
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "troupe needs Python >= 3.11")'
+	rm -f $(VENV)/.troupe-setup-*
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+lock: setup ## re-pin requirements.lock from the current .venv (after editing pyproject.toml)
+	@{ head -3 requirements.lock; $(VENV)/bin/pip freeze --exclude-editable | grep -v -E '^(torch==|troupe)'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+demo: setup ## convert → tiny model → preprocess → train → evaluate → merge, on CPU, with a summary
+	$(TROUPE) demo --args "$$ARGS"
+
+test: setup ## run the test suite (unit, every recipe, end to end on the tiny model, README commands)
+	$(VENV)/bin/python -m pytest
+
+list: setup ## list the recipes
+	$(TROUPE) list
+
+check: setup ## report every problem in a recipe: make check CHARACTER=kaltsit
+	$(TROUPE) check "$$CHARACTER" --args "$$ARGS"
+
+new: setup ## copy a recipe: make new CHARACTER=amiya FROM=kaltsit [NAME=阿米娅] [FORCE=1]
+	$(TROUPE) new "$$CHARACTER" --from "$$FROM" $${NAME:+--name "$$NAME"} $${FORCE:+--force}
+
+convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
+	$(TROUPE) convert "$$CHARACTER" --args "$$ARGS"
+
+preprocess: setup ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
+	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" $${DEBUG:+--debug}
+
+train: setup ## check, convert if needed, preprocess, train the LoRA
+	$(TROUPE) train "$$CHARACTER" --args "$$ARGS"
+
+evaluate: setup ## test loss/perplexity and test-set generations → outputs/<CHARACTER>/eval/
+	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS"
+
+merge: setup ## merge the adapter → outputs/<CHARACTER>/merged/ (with the trained chat template)
+	$(TROUPE) merge "$$CHARACTER" --args "$$ARGS"

@@ -1,0 +1,53 @@
+"""Converters: one module per source format, found by name on the filesystem.
+
+Each module `converters/<name>.py` defines:
+    Options                      a troupe.schema.SourceOptions subclass: the keys it reads from
+                                 `troupe.source`
+    read(options, ctx)           -> ReadResult: story lines for the character builder, rejected
+                                 records with reasons, the source files read
+    source_files(options, ctx)   -> the input files the dataset depends on (for staleness checks)
+and keeps its parsing pure (no I/O) so it can be tested one example in, exact records out.
+Modules whose name starts with '_' are helpers, not converters.
+"""
+
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from troupe.errors import TroupeError
+from troupe.project import did_you_mean
+from troupe.records import Line, Reject
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What a converter may touch: the project root (inputs are relative to it) and its cache."""
+
+    root: Path
+    cache_dir: Path
+
+
+@dataclass
+class ReadResult:
+    lines: list[Line]
+    rejects: list[Reject]
+    sources: list[dict]  # {"path", "sha256"} of every input read, paths relative (never machine paths)
+    missing: list[dict] = field(default_factory=list)  # inputs that could not be fetched (allow_missing)
+
+
+def available() -> list[str]:
+    """Every converter module name, from the filesystem."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if NAME_RE.match(m.name))
+
+
+def load(name: str) -> ModuleType:
+    """The converter module `name`, or an error listing the known ones."""
+    known = available()
+    if not isinstance(name, str) or name not in known:
+        raise TroupeError(f"unknown converter '{name}'{did_you_mean(str(name), known)}; known: {', '.join(known)}")
+    return importlib.import_module(f"{__name__}.{name}")

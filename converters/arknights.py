@@ -1,0 +1,258 @@
+"""Arknights story JSON (the ArknightsStoryJson files behind the ASTR reader) → story lines.
+
+    troupe convert kaltsit   # troupe.source: {converter: arknights, urls: recipes/kaltsit.urls.txt}
+    troupe convert demo      # troupe.source: {converter: arknights, files: [recipes/demo/*.json]}
+
+Stories come from ASTR reader links (downloaded once into datasets/.cache/arknights/, see
+converters/_astr.py and troupe/download.py) or from local files. Both layouts are read: a top-level
+list of records, and an object whose `storyList` holds them (with or without eventName/figure_art,
+indented or on one line). Pure parsing (`parse_story`, `clean_text`) is separate from I/O (`read`),
+so it is tested one story in, exact lines out.
+"""
+
+import glob
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from converters import ReadResult
+from converters._astr import DEFAULT_BASE_URL, StoryRef, read_links
+from troupe.download import Fetch, fetch_all
+from troupe.errors import TroupeError
+from troupe.files import sha256_file
+from troupe.project import relative_to_root
+from troupe.records import Line, Reject
+from troupe.schema import SourceOptions
+
+META_KEYS = {"storyCode": "story_code", "storyName": "story_name", "avgTag": "avg_tag", "eventName": "event_name"}
+ONSCREEN_PROPS = {"subtitle", "sticker"}
+
+
+class Options(SourceOptions):
+    urls: str | None = Field(None, description="file of ASTR reader links, one per line, relative to the project root")
+    base_url: str = Field(
+        DEFAULT_BASE_URL, description="where {server}/gamedata/story/… is fetched from (a mirror, a test server)"
+    )
+    workers: int = Field(8, ge=1, le=64, description="parallel downloads")
+    allow_missing: bool = Field(
+        False, description="build from the stories that downloaded, listing the rest in the manifest"
+    )
+    files: list[str] = Field(
+        default_factory=list, description="local story JSON files or globs, relative to the project root"
+    )
+    nickname: str = Field("博士", description="replaces {@nickname} in the text")
+    player: str = Field("博士", description="speaker of Decision options (the player's words)")
+    decision: Literal["all", "first"] = Field("all", description="keep all options of a Decision joined, or the first")
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if bool(self.urls) == bool(self.files):
+            raise ValueError("give exactly one of `urls:` (a link file) or `files:` (local story JSON files)")
+        if not self.base_url.endswith("/"):
+            self.base_url += "/"
+        return self
+
+
+# ---- pure core ---------------------------------------------------------------------------------
+
+TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
+NICKNAME_RE = re.compile(r"\{@nickname\}", re.IGNORECASE)
+NEWLINE_RE = re.compile(r"(\\r\\n|\\n|\\r|\r\n|\n|\r)")
+SPACE_RE = re.compile(r"\s+")
+SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+(?=[,.!?;:，。！？；：、…）)」』”])")
+
+
+def _is_wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def _drop_spaces_between_wide(text: str) -> str:
+    """Chinese/Japanese text has no spaces: a folded newline between wide characters becomes nothing."""
+    return re.sub(r"(?<=\S) (?=\S)", lambda m: "" if _wide_neighbours(text, m.start()) else " ", text)
+
+
+def _wide_neighbours(text: str, at: int) -> bool:
+    return _is_wide(text[at - 1]) or _is_wide(text[at + 1])
+
+
+def clean_text(text: str, nickname: str = "博士") -> str:
+    """Tags removed (text kept), {@nickname} filled, newlines (real and literal \\n) folded,
+    whitespace (full-width too) trimmed and collapsed."""
+    text = NICKNAME_RE.sub(nickname, text).replace("{@nbs}", " ")
+    text = TAG_RE.sub("", text)
+    text = NEWLINE_RE.sub(" ", text)
+    text = SPACE_RE.sub(" ", text).strip()
+    text = SPACE_BEFORE_PUNCT_RE.sub("", text)
+    return _drop_spaces_between_wide(text)
+
+
+def story_records(data: Any) -> tuple[list, dict]:
+    """(records, story metadata) for either layout; ValueError for anything else."""
+    if isinstance(data, list):
+        return data, {}
+    if isinstance(data, dict) and "storyList" in data:
+        if not isinstance(data["storyList"], list):
+            raise ValueError("'storyList' is not a list")
+        return data["storyList"], {new: data[old] for old, new in META_KEYS.items() if isinstance(data.get(old), str)}
+    raise ValueError("not a story: expected a list of records or an object with 'storyList'")
+
+
+def parse_story(data: Any, story: str, source: str, options: Options) -> tuple[list[Line], list[Reject]]:
+    """Every text-bearing record of one story as a Line, in order; unusable records as Rejects."""
+    records, meta = story_records(data)
+    lines, rejects, pending = [], [], []
+    for position, record in enumerate(records):
+        index = record.get("id", position) if isinstance(record, dict) else position
+        try:
+            found = _record_text(record, pending, options)
+        except ValueError as exc:
+            rejects.append(Reject(source, index, str(exc), record))
+            continue
+        if found:
+            speaker, text, kind = found
+            lines.append(Line(speaker, text, kind, story, index, source, meta))
+    return [line for line in lines if line.text], rejects
+
+
+def _record_text(record: Any, pending: list[str], options: Options) -> tuple[str | None, str, str] | None:
+    """(speaker, cleaned text, kind) for a text record, None for others; ValueError if unusable."""
+    if not isinstance(record, dict):
+        raise ValueError("record is not an object")
+    prop = str(record.get("prop", "")).lower()
+    if prop not in ("name", "multiline", "animtext", "decision", *ONSCREEN_PROPS):
+        return None
+    attrs = record.get("attributes")
+    if not isinstance(attrs, dict):
+        raise ValueError(f"'{prop}' record has no attributes")
+    if prop == "multiline":
+        return _multiline(attrs, pending, options)
+    if prop == "name":
+        speaker = _speaker(attrs.get("name"), options)
+        return speaker, _text(attrs, "content", options), "speech" if speaker else "narration"
+    if prop == "decision":
+        return options.player, _decision(attrs, options), "choice"
+    key = "content" if prop == "animtext" else "text"
+    return (None, _text(attrs, key, options), "onscreen") if attrs.get(key) is not None else None
+
+
+def _text(attrs: dict, key: str, options: Options) -> str:
+    value = attrs.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"'{key}' is {type(value).__name__}, not text")
+    return clean_text(value, options.nickname)
+
+
+def _speaker(name: Any, options: Options) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise ValueError(f"speaker name is {type(name).__name__}, not text")
+    return clean_text(name, options.nickname) or None
+
+
+def _multiline(attrs: dict, pending: list[str], options: Options):
+    """Pieces of one line split over records: collected until `end`, then returned once."""
+    pending.append(_text(attrs, "content", options))
+    if not attrs.get("end"):
+        return None
+    text = clean_text(attrs["joined"], options.nickname) if isinstance(attrs.get("joined"), str) else "".join(pending)
+    pending.clear()
+    speaker = _speaker(attrs.get("name"), options)
+    return speaker, text, "speech" if speaker else "narration"
+
+
+def _decision(attrs: dict, options: Options) -> str:
+    raw = attrs.get("options")
+    if not isinstance(raw, str):
+        raise ValueError("Decision has no 'options' text")
+    choices = [c for c in (clean_text(o, options.nickname) for o in raw.split(";")) if c]
+    return choices[0] if choices and options.decision == "first" else " / ".join(choices)
+
+
+# ---- I/O edge ----------------------------------------------------------------------------------
+
+
+def local_files(options: Options, root: Path) -> list[Path]:
+    """The local files the recipe names, sorted; a pattern that matches nothing is an error."""
+    found: set[Path] = set()
+    for pattern in options.files:
+        matches = [Path(p) for p in glob.glob(str(root / pattern), recursive=True) if Path(p).is_file()]
+        if not matches:
+            raise TroupeError(f"troupe.source.files: '{pattern}' matches no file under {root}")
+        found.update(matches)
+    return sorted(found)
+
+
+def linked_stories(options: Options, root: Path) -> tuple[list[tuple[int, StoryRef]], list[tuple[int, str, str]]]:
+    path = root / options.urls
+    if not path.is_file():
+        raise TroupeError(f"troupe.source.urls: {options.urls} does not exist (one ASTR link per line)")
+    return read_links(path.read_text(encoding="utf-8"))
+
+
+def cache_path(ctx, ref: StoryRef) -> Path:
+    return ctx.cache_dir / "arknights" / ref.server / f"{ref.story}.json"
+
+
+def source_files(options: Options, ctx) -> list[Path]:
+    """Every input file the dataset depends on (the link file and the cached stories, or local files)."""
+    if options.files:
+        return local_files(options, ctx.root)
+    refs, _ = linked_stories(options, ctx.root)
+    return [ctx.root / options.urls, *[p for _, ref in refs if (p := cache_path(ctx, ref)).is_file()]]
+
+
+def download(options: Options, ctx, progress: bool = True) -> tuple[list[StoryRef], list[dict]]:
+    """Fetch the linked stories into the cache; (stories available, failures as manifest entries).
+    Any failure is an error unless `allow_missing`."""
+    refs, refused = linked_stories(options, ctx.root)
+    items = {
+        ref: Fetch(options.base_url + ref.json_path, cache_path(ctx, ref), f"{options.urls}:{line}")
+        for line, ref in refs
+    }
+    report = fetch_all(list(items.values()), _parse_json_bytes, options.workers, progress=progress)
+    print(f"stories: {report.summary()}" + (f", refused {len(refused)}" if refused else ""))
+    failures = [{"link": f"{options.urls}:{n}", "reason": f"{link}: {why}"} for n, link, why in refused]
+    failures += [{"link": item.label, "reason": why} for item, why in report.failed]
+    if failures and not options.allow_missing:
+        listed = "\n".join(f"  {f['link']}: {f['reason']}" for f in failures)
+        raise TroupeError(
+            f"{len(failures)} story link(s) failed (set troupe.source.allow_missing to build without them):\n{listed}"
+        )
+    return [ref for ref, item in items.items() if item.dest.is_file()], failures
+
+
+def read(options: Options, ctx) -> ReadResult:
+    """Parse every story; a file that is not JSON or not a story is one reject, never a crash."""
+    missing = []
+    if options.files:
+        stories = [(path, path.stem, relative_to_root(path, ctx.root)) for path in local_files(options, ctx.root)]
+    else:
+        refs, missing = download(options, ctx)
+        stories = [(cache_path(ctx, ref), ref.story_id, ref.json_path) for ref in refs]
+    lines, rejects, sources = [], [], []
+    for path, story, source in stories:
+        sources.append({"path": source, "sha256": sha256_file(path)})
+        try:
+            story_lines, story_rejects = parse_story(_load_json(path), story, source, options)
+        except ValueError as exc:
+            rejects.append(Reject(source, None, str(exc)))
+            continue
+        lines += story_lines
+        rejects += story_rejects
+    return ReadResult(lines, rejects, sources, missing)
+
+
+def _parse_json_bytes(body: bytes):
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+
+
+def _load_json(path: Path) -> Any:
+    return _parse_json_bytes(path.read_bytes())

@@ -1,0 +1,126 @@
+"""troupe.dataset: lines in, exact samples out; splits; byte-identical output."""
+
+from troupe.dataset import Sample, character_samples, is_punctuation_only, render_user, split_samples, split_sizes
+from troupe.records import Line
+from troupe.schema import Split, TroupeSpec
+
+SPEC = TroupeSpec.parse(
+    {
+        "character": {"name": "闻钟", "aliases": ["闻医生"]},
+        "source": {"converter": "arknights"},
+        "dataset": {"context_lines": 2, "min_chars": 2, "max_chars": 10, "drop_punctuation_only": True},
+        "prompt": {"system": "你是闻钟。", "user_template": "上下文:\n{context}\n请以{character}的口吻回复。"},
+    }
+)
+
+
+def line(speaker, text, index, kind=None, story="a"):
+    return Line(speaker, text, kind or ("speech" if speaker else "narration"), story, index, f"{story}.json")
+
+
+def test_context_is_previous_lines_of_the_same_story_labelled():
+    lines = [
+        line(None, "雾起。", 0),
+        line("小禾", "老师！", 1),
+        line(None, "三天后", 2, "onscreen"),
+        line("闻钟", "说下去。", 3),
+        line("闻医生", "先坐下。", 0, story="b"),
+    ]
+    samples, dropped = character_samples(lines, SPEC)
+    assert samples[0] == Sample(
+        messages=[
+            {"role": "system", "content": "你是闻钟。"},
+            {"role": "user", "content": "上下文:\n[小禾]:老师！\n[字幕]:三天后\n请以闻钟的口吻回复。"},
+            {"role": "assistant", "content": "说下去。"},
+        ],
+        meta={
+            "source": "a.json",
+            "index": 3,
+            "story": "a",
+            "story_code": None,
+            "story_name": None,
+            "avg_tag": None,
+            "event_name": None,
+        },
+    )
+    assert len(samples) == 1  # the alias's line in story b has no context line before it
+    assert dropped == {"too_little_context": 1}
+
+
+def test_filters_are_counted_by_reason():
+    lines = [
+        line("小禾", "在吗", 0),
+        line("闻钟", "好", 1),
+        line("闻钟", "这一句实在是太长太长了", 2),
+        line("闻钟", "……", 3),
+        line("闻钟", "可以。", 4),
+        line("小禾", "在吗", 5),
+        line("闻钟", "好", 6),
+        line("小禾", "可以。", 7),
+        line("闻钟", "可以。", 8),
+    ]
+    samples, dropped = character_samples(lines, SPEC)
+    assert [s.messages[-1]["content"] for s in samples] == ["可以。", "可以。"]
+    assert dropped == {"too_short": 2, "too_long": 1, "punctuation_only": 1}
+
+
+def test_exact_duplicates_are_dropped_once_seen():
+    lines = [
+        line("小禾", "在吗", 0),
+        line("闻钟", "在。", 1),
+        line("小禾", "在吗", 0, story="b"),
+        line("闻钟", "在。", 1, story="b"),
+    ]
+    samples, dropped = character_samples(lines, SPEC)
+    assert len(samples) == 1 and dropped == {"duplicate": 1}
+
+
+def test_punctuation_only():
+    assert is_punctuation_only("......") and is_punctuation_only("——") and is_punctuation_only("？！")
+    assert not is_punctuation_only("嗯。") and not is_punctuation_only("")
+
+
+def test_user_template_braces_in_story_text_are_not_interpreted():
+    assert render_user("{context}|{character}", "{0} {x} {{", "闻钟") == "{0} {x} {{|闻钟"
+
+
+def test_split_sizes_match_the_seed():
+    assert split_sizes(3350, Split()) == (2680, 335, 335)
+    assert split_sizes(7, Split()) == (5, 0, 2)
+
+
+def _samples(n, stories=5):
+    return [Sample([{"role": "assistant", "content": str(i)}], {"story": f"s{i % stories}"}) for i in range(n)]
+
+
+def test_split_is_a_seeded_partition():
+    samples = _samples(50)
+    first, again = split_samples(samples, Split()), split_samples(samples, Split())
+    assert first == again
+    assert sorted(s.messages[0]["content"] for part in first.values() for s in part) == sorted(
+        str(i) for i in range(50)
+    )
+    assert [len(first[k]) for k in ("train", "validation", "test")] == [40, 5, 5]
+    assert split_samples(samples, Split(seed=1)) != first
+
+
+def test_split_by_story_keeps_each_story_in_one_split():
+    parts = split_samples(_samples(100, stories=10), Split(by="story"))
+    stories = {name: {s.meta["story"] for s in part} for name, part in parts.items()}
+    assert not (stories["train"] & stories["test"]) and not (stories["train"] & stories["validation"])
+    assert sum(map(len, parts.values())) == 100
+
+
+def test_sharegpt_output_format():
+    sample = Sample(
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}],
+        {"story": "x"},
+    )
+    assert sample.to_json("sharegpt") == {
+        "conversations": [
+            {"from": "system", "value": "s"},
+            {"from": "human", "value": "u"},
+            {"from": "gpt", "value": "a"},
+        ],
+        "meta": {"story": "x"},
+    }

@@ -1,0 +1,178 @@
+"""The `troupe` command (also `python -m troupe`); the Makefile calls it.
+
+troupe list
+troupe check kaltsit [key=value …]
+troupe new amiya --from kaltsit --name 阿米娅
+troupe convert|preprocess|train|evaluate|merge <recipe> [key=value …]
+troupe tiny-model [--recipe demo]
+troupe demo
+"""
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+
+from troupe import pipeline
+from troupe.engine import StepFailed
+from troupe.errors import CheckFailed, TroupeError
+from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
+from troupe.recipe import load_recipe
+
+
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """`key=value` words from the command line and from --args (the Makefile's ARGS, one string)."""
+    return [*args.overrides, *shlex.split(args.args or "")]
+
+
+def recipe_of(args: argparse.Namespace):
+    return load_recipe(args.recipe, overrides_of(args))
+
+
+def cmd_list(args) -> int:
+    root = project_root()
+    names = recipe_names(root)
+    for name in names:
+        print(f"{name:20} {_describe(root / 'recipes' / f'{name}.yaml')}")
+    if not names:
+        print(f"no recipes in {root / 'recipes'}")
+    return 0
+
+
+def _describe(path) -> str:
+    """The recipe's first header comment line, and whether its dataset and adapter exist."""
+    first = next(
+        (line.lstrip("# ").strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")),
+        "",
+    )
+    root, slug = path.parent.parent, path.stem
+    have = [
+        word
+        for word, exists in (
+            ("dataset", (root / "datasets" / slug / "manifest.json").is_file()),
+            ("adapter", (root / "outputs" / slug / "adapter_config.json").is_file()),
+        )
+        if exists
+    ]
+    return first + (f"  [{', '.join(have)}]" if have else "")
+
+
+def cmd_check(args) -> int:
+    recipe = recipe_of(args)
+    try:
+        result = pipeline.checked(recipe)
+    except CheckFailed as failed:
+        print(failed, file=sys.stderr)
+        return 1
+    for note in result.notes:
+        print(note)
+    print(f"{relative_to_root(recipe.path, recipe.root)}: OK")
+    return 0
+
+
+def cmd_new(args) -> int:
+    from troupe.new import new_recipe
+
+    root = project_root()
+    dest = new_recipe(args.slug, resolve_recipe(args.source, root), root, args.name, args.force)
+    print(f"wrote {relative_to_root(dest, root)}")
+    print(f"next: edit it (troupe.character, troupe.source), then: make train CHARACTER={args.slug}")
+    return 0
+
+
+def cmd_step(args) -> int:
+    recipe = recipe_of(args)
+    step = {
+        "convert": pipeline.convert,
+        "train": pipeline.train,
+        "evaluate": pipeline.evaluate,
+        "merge": pipeline.merge,
+    }.get(args.verb)
+    if args.verb == "preprocess":
+        pipeline.preprocess(recipe, debug=args.debug)
+    else:
+        step(recipe)
+    return 0
+
+
+def cmd_tiny_model(args) -> int:
+    from troupe.demo import build_tiny
+
+    build_tiny(load_recipe(args.recipe))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from troupe.demo import run_demo
+
+    run_demo(overrides_of(args))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="troupe", description="Turn story text into a character LoRA (Axolotl recipes)."
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="verb")
+    verbs.add_parser("list", help="list recipes").set_defaults(func=cmd_list)
+    _with_overrides(verbs.add_parser("check", help="report every problem in a recipe")).set_defaults(func=cmd_check)
+    new = verbs.add_parser("new", help="copy a recipe to start a new character")
+    new.add_argument("slug")
+    new.add_argument("--from", dest="source", required=True, help="recipe to copy")
+    new.add_argument("--name", help="the new character's display name")
+    new.add_argument("--force", action="store_true", help="overwrite an existing recipe")
+    new.set_defaults(func=cmd_new)
+    for verb, text in (
+        ("convert", "build the dataset"),
+        ("preprocess", "tokenise with Axolotl"),
+        ("train", "convert if needed, preprocess, train"),
+        ("evaluate", "test loss and generations"),
+        ("merge", "merge the adapter into the base model"),
+    ):
+        sub = _with_overrides(verbs.add_parser(verb, help=text))
+        if verb == "preprocess":
+            sub.add_argument("--debug", action="store_true", help="show which tokens are trained")
+        sub.set_defaults(func=cmd_step)
+    tiny = verbs.add_parser("tiny-model", help="build the tiny local model from a recipe's dataset")
+    tiny.add_argument("--recipe", default="demo")
+    tiny.set_defaults(func=cmd_tiny_model)
+    demo = verbs.add_parser("demo", help="the whole pipeline on the demo recipe and a tiny model")
+    demo.add_argument("overrides", nargs="*", metavar="key=value")
+    demo.add_argument("--args", default="", help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _with_overrides(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub.add_argument("recipe", help="recipe name (recipes/<name>.yaml) or path to a recipe file")
+    sub.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="override recipe keys (troupe.* reach the troupe block)"
+    )
+    sub.add_argument("--args", default="", help="overrides as one string (the Makefile's ARGS)")
+    return sub
+
+
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")  # import-time warnings about kernels this run never uses
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StepFailed as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return failed.returncode
+    except TroupeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

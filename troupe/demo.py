@@ -1,0 +1,60 @@
+"""`make demo`: the main job end to end on a tiny model built here, on CPU, offline.
+
+    troupe demo     # convert → tiny model → preprocess → train → evaluate → merge, then a summary
+
+The recipe is recipes/demo.yaml: an original short story (recipes/demo/*.json, in the real
+ArknightsStoryJson layouts) and one target character, trained on models/tiny, which is built from
+the dataset's own text (troupe tiny-model).
+"""
+
+import time
+
+from troupe import pipeline
+from troupe.recipe import Recipe, load_recipe
+from troupe.tiny import build_tiny_model, dataset_texts
+
+DEMO = "demo"
+
+
+def run_demo(overrides: list[str] = ()) -> dict:
+    started = time.perf_counter()
+    recipe = load_recipe(DEMO, overrides)
+    manifest = pipeline.convert(recipe)
+    build_tiny(recipe)
+    pipeline.preprocess(recipe)
+    pipeline.train(recipe)
+    metrics = pipeline.evaluate(recipe)
+    merged = pipeline.merge(recipe)
+    summary = demo_summary(recipe, manifest, metrics, merged, time.perf_counter() - started)
+    print(summary)
+    return {"manifest": manifest, "metrics": metrics, "merged": merged}
+
+
+def build_tiny(recipe: Recipe) -> None:
+    out = recipe.root / recipe.axolotl["base_model"]
+    built = build_tiny_model(out, dataset_texts(recipe.dataset_dir))
+    print(f"tiny model {'built' if built else 'is current'}: {out}")
+
+
+def demo_summary(recipe: Recipe, manifest: dict, metrics: dict, merged, seconds: float) -> str:
+    log = pipeline.training_log(recipe.output_dir)
+    train_losses = [e["loss"] for e in log if "loss" in e]
+    eval_losses = [e["eval_loss"] for e in log if "eval_loss" in e]
+    steps = max((e.get("step", 0) for e in log), default=0)
+    counts, adapter = manifest["counts"], metrics["systems"]["adapter"]
+    rows = [
+        ("samples (train/val/test)", f"{counts['train']} / {counts['validation']} / {counts['test']}"),
+        ("training steps", str(steps)),
+        ("train loss (first → last)", _pair(train_losses)),
+        ("eval loss (first → last)", _pair(eval_losses)),
+        ("test loss / perplexity", f"{adapter['test_loss']:.3f} / {adapter['test_perplexity']:.1f}"),
+        ("reply chars (adapter / references)", f"{adapter['mean_chars']:.1f} / {adapter['reference_mean_chars']:.1f}"),
+        ("merged model", str(merged)),
+        ("wall time", f"{seconds:.0f} s"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(["", "demo summary", "-" * (width + 30), *[f"{label:<{width}}  {value}" for label, value in rows]])
+
+
+def _pair(values: list[float]) -> str:
+    return f"{float(values[0]):.3f} → {float(values[-1]):.3f}" if values else "-"

@@ -1,0 +1,30 @@
+"""User-facing errors: printed as one clear message by the CLI, never as a traceback."""
+
+from dataclasses import dataclass
+
+
+class TroupeError(Exception):
+    """A mistake the user can fix (bad name, bad input, failed step). The message says how."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of `troupe check`: where it is, what is wrong, and how to fix it."""
+
+    file: str
+    key: str
+    problem: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}: {self.key}: {self.problem}"
+        return f"{text}\n    fix: {self.fix}" if self.fix else text
+
+
+class CheckFailed(TroupeError):
+    """Raised when a recipe has problems; carries all of them."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        lines = [f"{len(problems)} problem(s):"] + [f"  {p}" for p in problems]
+        super().__init__("\n".join(lines))

@@ -1,0 +1,133 @@
+"""Render a recipe into the config Axolotl receives, and the environment it runs in.
+
+    resolved = resolve(recipe)              # troupe: stripped, CPU-safe if no CUDA, cache keyed on data
+    path = write_resolved(recipe, resolved)  # outputs/<slug>/config.resolved.yaml
+
+What troupe changes, and why:
+- `dataset_prepared_path` is keyed on the dataset manifest's sha256: Axolotl's own cache key ignores
+  file contents, so a rebuilt dataset would otherwise train on the stale tokenised copy.
+- With no CUDA device, GPU-only settings are turned off (Axolotl's LoRA kernels, bf16/fp16,
+  flash-attention, Liger) and attention is sdpa, announced in one line.
+"""
+
+import copy
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from troupe.files import atomic_write_text, sha256_bytes
+from troupe.recipe import Recipe
+
+CPU_SAFE = {
+    "lora_mlp_kernel": False,
+    "lora_qkv_kernel": False,
+    "lora_o_kernel": False,
+    "lora_embedding_kernel": False,
+    "bf16": False,
+    "fp16": False,
+    "tf32": False,
+    "flash_attention": False,
+    "attn_implementation": "sdpa",
+    "torch_compile": False,
+}
+GPU_ONLY_PLUGIN_WORDS = ("liger", "cut_cross_entropy")
+
+
+@dataclass
+class Resolved:
+    config: dict
+    cuda: bool
+    notes: list[str] = field(default_factory=list)
+
+    def launcher_args(self) -> list[str]:
+        """How `axolotl train` starts: in-process on CPU (accelerate adds nothing there but start-up
+        time and warnings), through accelerate with an explicit process count on GPUs."""
+        if not self.cuda:
+            return ["--launcher", "python"]
+        return ["--launcher", "accelerate", "--", "--num_processes", "1", "--num_machines", "1"]
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def prepared_path(recipe: Recipe, manifest: dict) -> str:
+    """datasets/<slug>/prepared/<hash of the splits' sha256>: a changed split means a new cache."""
+    digests = "".join(manifest["files"][name]["sha256"] for name in sorted(manifest["files"]))
+    return f"datasets/{recipe.slug}/prepared/{sha256_bytes(digests.encode())[:16]}"
+
+
+def cpu_adjustments(config: dict) -> list[str]:
+    """Turn off what needs a GPU; returns what the recipe had set otherwise, as 'key old → new'."""
+    changed = [
+        f"{key} {config[key]} → {value}" for key, value in CPU_SAFE.items() if key in config and config[key] != value
+    ]
+    config.update(CPU_SAFE)
+    plugins = config.get("plugins") or []
+    kept = [p for p in plugins if not any(word in p for word in GPU_ONLY_PLUGIN_WORDS)]
+    if kept != plugins:
+        changed.append("plugins: dropped " + ", ".join(sorted(set(plugins) - set(kept))))
+        config["plugins"] = kept or None
+    for key in [k for k in config if k.startswith("liger_") and config[k]]:
+        config[key] = False
+        changed.append(f"{key} True → False")
+    return changed
+
+
+def resolve(recipe: Recipe, manifest: dict | None = None, cuda: bool | None = None) -> Resolved:
+    """The Axolotl config for this recipe, overrides applied and troupe's adjustments made."""
+    config = copy.deepcopy(recipe.axolotl)
+    config.setdefault("output_dir", f"outputs/{recipe.slug}")
+    notes = []
+    if manifest:
+        config["dataset_prepared_path"] = prepared_path(recipe, manifest)
+    cuda = cuda_available() if cuda is None else cuda
+    if not cuda:
+        changed = cpu_adjustments(config)
+        notes.append("no CUDA device: CPU-safe settings applied" + (f" ({', '.join(changed)})" if changed else ""))
+    return Resolved(config, cuda, notes)
+
+
+def resolved_yaml(recipe: Recipe, resolved: Resolved) -> str:
+    header = [f"# Resolved by troupe from {recipe.path.name}: exactly what Axolotl receives."]
+    if recipe.override_texts:
+        header.append(f"# overrides: {' '.join(recipe.override_texts)}")
+    header += [f"# {note}" for note in resolved.notes]
+    body = yaml.safe_dump(resolved.config, allow_unicode=True, sort_keys=False, width=100)
+    return "\n".join(header) + "\n" + body
+
+
+def write_resolved(recipe: Recipe, resolved: Resolved) -> Path:
+    path = recipe.root / resolved.config["output_dir"] / "config.resolved.yaml"
+    atomic_write_text(path, resolved_yaml(recipe, resolved))
+    return path
+
+
+def is_local_model(config: dict, root: Path) -> bool:
+    return (root / str(config.get("base_model", ""))).is_dir()
+
+
+def wants_wandb(config: dict) -> bool:
+    return bool(config.get("wandb_project") or config.get("use_wandb"))
+
+
+def run_env(config: dict, root: Path) -> dict:
+    """Environment for Axolotl: the venv's tools on PATH, telemetry off, W&B off unless asked for,
+    the hub off when the base model is a local folder."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(AXOLOTL_DO_NOT_TRACK="1", DO_NOT_TRACK="1", TOKENIZERS_PARALLELISM="false")
+    # Progress bars and losses always show; Axolotl's INFO adds a 400-line config dump, and other
+    # libraries' warnings are mostly about GPU kernels a run does not use. Both can be turned back on.
+    env.setdefault("AXOLOTL_LOG_LEVEL", "WARNING")
+    env.setdefault("LOG_LEVEL", "ERROR")
+    if not wants_wandb(config):
+        env["WANDB_MODE"] = "disabled"
+    if is_local_model(config, root):
+        env["HF_HUB_OFFLINE"] = "1"
+    return env

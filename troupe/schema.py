@@ -1,0 +1,99 @@
+"""The `troupe:` block of a recipe, as pydantic models (unknown keys are errors, not dropped).
+
+A recipe's `troupe.source` is checked twice: here for `converter`, then by that converter's own
+`Options` model (see converters/), so every source key is known and typed.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    """Rejects unknown keys: a typo in a recipe is reported, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Character(StrictModel):
+    name: str = Field(min_length=1, description="display name, and the speaker name to learn")
+    aliases: list[str] = Field(default_factory=list, description="other speaker names of the same character")
+
+    @property
+    def names(self) -> list[str]:
+        """Every speaker name whose lines are the character's."""
+        return [self.name, *[a for a in self.aliases if a != self.name]]
+
+
+class SourceOptions(StrictModel):
+    """Base of every converter's options; `converter` names converters/<converter>.py."""
+
+    converter: str
+
+
+class Split(StrictModel):
+    train: float = Field(0.8, ge=0, le=1)
+    validation: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+    seed: int = 42
+    by: Literal["sample", "story"] = "sample"
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self):
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
+        return self
+
+
+class DatasetOptions(StrictModel):
+    builder: Literal["context"] = "context"
+    context_lines: int = Field(3, ge=0, description="story lines before the target shown as context")
+    min_context_lines: int = Field(1, ge=0, description="targets with fewer context lines are dropped")
+    min_chars: int = Field(2, ge=0)
+    max_chars: int = Field(300, ge=1)
+    drop_punctuation_only: bool = Field(True, description="drop targets such as '......' or '——'")
+    dedupe: bool = Field(True, description="drop exact duplicate (context, reply) pairs")
+    narration_label: str = "旁白"
+    onscreen_label: str = "字幕"
+    split: Split = Field(default_factory=Split)
+    format: Literal["messages", "sharegpt"] = "messages"
+    reject_threshold: float = Field(0.05, ge=0, le=1, description="fail when more records than this are rejected")
+
+
+class Prompt(StrictModel):
+    system: str = ""
+    user_template: str = Field("{context}", description="'{context}' and '{character}' are filled in")
+
+    @model_validator(mode="after")
+    def _template_has_context(self):
+        if "{context}" not in self.user_template:
+            raise ValueError("user_template must contain '{context}'")
+        return self
+
+
+class Evaluate(StrictModel):
+    max_new_tokens: int = Field(128, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N test samples")
+
+
+class TroupeSpec(StrictModel):
+    """The whole `troupe:` block."""
+
+    character: Character
+    source: SourceOptions
+    dataset: DatasetOptions = Field(default_factory=DatasetOptions)
+    prompt: Prompt = Field(default_factory=Prompt)
+    evaluate: Evaluate = Field(default_factory=Evaluate)
+
+    @classmethod
+    def parse(cls, block: dict) -> "TroupeSpec":
+        """Validate the block; `source` keeps only `converter` here (the converter checks the rest)."""
+        source = block.get("source")
+        converter_only = {"converter": source.get("converter")} if isinstance(source, dict) else source
+        return cls.model_validate({**block, "source": converter_only})

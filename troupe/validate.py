@@ -1,0 +1,259 @@
+"""`troupe check`: every problem in a recipe, reported together (file, key, problem, fix).
+
+Axolotl silently drops keys it does not know, so unknown keys are checked here against Axolotl's
+own schema (top level and inside `datasets[]`), with a did-you-mean; types are checked by running
+Axolotl's own `validate_config` on the resolved config.
+"""
+
+import copy
+import functools
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+import converters
+from troupe.errors import Problem, TroupeError
+from troupe.project import SLUG_RE, closest, did_you_mean, relative_to_root
+from troupe.recipe import Recipe
+from troupe.render import Resolved
+from troupe.schema import TroupeSpec
+
+DATASET_LISTS = ("datasets", "test_datasets")
+GEMMA_TEMPLATES = {"gemma", "gemma3", "gemma3n", "gemma4", "gemma4_unified"}
+EOT_BY_FAMILY = {"gemma4": "<turn|>", "gemma": "<end_of_turn>"}
+
+
+# ---- schema knowledge --------------------------------------------------------------------------
+
+
+@functools.cache
+def axolotl_keys(plugins: tuple[str, ...] = ()) -> frozenset[str]:
+    """Every top-level key Axolotl 0.19 accepts (field names and aliases, plugins' fields included)."""
+    from axolotl.integrations.config import merge_input_args
+    from axolotl.utils.config import prepare_plugins
+
+    prepare_plugins({"plugins": list(plugins)} if plugins else {})
+    _, model = merge_input_args() if plugins else (None, _base_input_config())
+    return frozenset(_field_names(model))
+
+
+def _base_input_config():
+    from axolotl.utils.schemas.config import AxolotlInputConfig
+
+    return AxolotlInputConfig
+
+
+@functools.cache
+def dataset_keys() -> frozenset[str]:
+    """Every key a `datasets[]` entry may hold (SFT, preference and synthetic datasets together)."""
+    from axolotl.utils.schemas import datasets as schemas
+
+    models = [
+        schemas.SFTDataset,
+        schemas.DPODataset,
+        schemas.KTODataset,
+        schemas.SyntheticDataset,
+        schemas.PretrainingDataset,
+        schemas.StepwiseSupervisedDataset,
+    ]
+    return frozenset(name for model in models for name in _field_names(model))
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    fields = model.model_fields
+    return set(fields) | {f.alias for f in fields.values() if f.alias}
+
+
+# ---- the checks ----------------------------------------------------------------------------------
+
+
+def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Problem]:
+    """All problems of one recipe; an empty list means it is ready. `need_data=False` skips the
+    dataset files (for steps that build them)."""
+    where = relative_to_root(recipe.path, recipe.root)
+    problems = slug_problems(recipe, where) + troupe_problems(recipe, where)
+    unknown = unknown_key_problems(recipe.axolotl, where)
+    problems += unknown
+    if not unknown:  # unknown keys make Axolotl's own errors noisy; fix those first
+        problems += axolotl_problems(resolved.config, where)
+    problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
+    return problems + (dataset_file_problems(recipe, where) if need_data else [])
+
+
+def slug_problems(recipe: Recipe, where: str) -> list[Problem]:
+    if SLUG_RE.match(recipe.slug):
+        return []
+    return [
+        Problem(
+            where,
+            "file name",
+            f"'{recipe.slug}' is not a valid recipe name",
+            "rename the file: lower-case letters, digits and '_', starting with a letter (e.g. my_character.yaml)",
+        )
+    ]
+
+
+def troupe_problems(recipe: Recipe, where: str) -> list[Problem]:
+    """The troupe block against its schema, then `source` against its converter's own options."""
+    if not recipe.troupe:
+        return [Problem(where, "troupe", "no `troupe:` block", "add one; copy it from recipes/demo.yaml (make new)")]
+    problems = pydantic_problems(lambda: TroupeSpec.parse(recipe.troupe), TroupeSpec, where, "troupe")
+    source = recipe.troupe.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("converter"), str):
+        return problems
+    try:
+        module = converters.load(source["converter"])
+    except TroupeError as exc:
+        return problems + [Problem(where, "troupe.source.converter", str(exc), "use one of the converters listed")]
+    return problems + pydantic_problems(
+        lambda: module.Options.model_validate(source), module.Options, where, "troupe.source"
+    )
+
+
+def pydantic_problems(validate, model: type[BaseModel], where: str, prefix: str) -> list[Problem]:
+    """Run a pydantic validation and turn each error into a Problem (unknown keys get a did-you-mean)."""
+    try:
+        validate()
+        return []
+    except ValidationError as exc:
+        return [_pydantic_problem(error, model, where, prefix) for error in exc.errors()]
+
+
+def _pydantic_problem(error: dict, model: type[BaseModel], where: str, prefix: str) -> Problem:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join([prefix, *loc])
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(model, loc[:-1])
+        return Problem(
+            where,
+            key,
+            f"unknown key{did_you_mean(loc[-1], known)}",
+            f"remove it or use one of: {', '.join(sorted(known))}",
+        )
+    if error["type"] == "missing":
+        return Problem(where, key, "required key is missing", f"add `{loc[-1]}:`")
+    return Problem(where, key, error["msg"], f"got {error.get('input')!r}")
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> set[str]:
+    """Field names of the nested model found by following `loc` from `model`."""
+    for part in loc:
+        info = model.model_fields.get(part)
+        annotation = getattr(info, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return set()
+        model = annotation
+    return set(model.model_fields)
+
+
+def unknown_key_problems(config: dict, where: str) -> list[Problem]:
+    """Keys Axolotl would silently drop, at the top level and inside each dataset entry."""
+    plugins = tuple(p for p in config.get("plugins") or [] if isinstance(p, str))
+    known = axolotl_keys(plugins)
+    problems = [_unknown(where, key, key, known) for key in config if key not in known]
+    for list_name in DATASET_LISTS:
+        for i, entry in enumerate(config.get(list_name) or []):
+            if isinstance(entry, dict):
+                problems += [
+                    _unknown(where, f"{list_name}[{i}].{key}", key, dataset_keys())
+                    for key in entry
+                    if key not in dataset_keys()
+                ]
+    return problems
+
+
+def _unknown(where: str, path: str, key: str, known: frozenset[str]) -> Problem:
+    match = closest(key, known)
+    fix = f"rename it to '{match}'" if match else "remove it (see Axolotl's config reference)"
+    return Problem(where, path, f"unknown Axolotl key: Axolotl would silently drop it{did_you_mean(key, known)}", fix)
+
+
+def axolotl_problems(config: dict, where: str) -> list[Problem]:
+    """Axolotl's own validator on the resolved config: wrong types and invalid combinations."""
+    from axolotl.utils.config import prepare_plugins, validate_config
+    from axolotl.utils.dict import DictDefault
+
+    cfg = DictDefault(copy.deepcopy(config))
+    try:
+        prepare_plugins(cfg)
+        validate_config(cfg)
+        return []
+    except ValidationError as exc:
+        return [_axolotl_error(error, where) for error in exc.errors()]
+    except (ValueError, TypeError, ImportError) as exc:
+        return [Problem(where, "(config)", f"Axolotl rejects the config: {exc}", "change the keys it names")]
+
+
+def _axolotl_error(error: dict, where: str) -> Problem:
+    key = ".".join(str(part) for part in error["loc"]) or "(config)"
+    return Problem(where, key, f"{error['msg']} (Axolotl's validator)", f"got {error.get('input')!r}")
+
+
+def seed_problems(config: dict, where: str) -> list[Problem]:
+    if config.get("seed") is not None:
+        return []
+    return [Problem(where, "seed", "no seed: runs are not reproducible", "add `seed: 42`")]
+
+
+def eot_problems(config: dict, root: Path, where: str) -> list[Problem]:
+    """Gemma templates end a turn with a token that is not eos: without `eot_tokens` it is never trained,
+    and the model never learns to stop."""
+    family = gemma_family(config, root)
+    if not family or config.get("eot_tokens") or not _uses_chat_template(config):
+        return []
+    token = EOT_BY_FAMILY[family]
+    return [
+        Problem(
+            where,
+            "eot_tokens",
+            f"{family}-style chat template without eot_tokens: the end-of-turn token {token} would never be trained",
+            f'add `eot_tokens: ["{token}"]`',
+        )
+    ]
+
+
+def _uses_chat_template(config: dict) -> bool:
+    return any(isinstance(d, dict) and d.get("type") == "chat_template" for d in config.get("datasets") or [])
+
+
+def gemma_family(config: dict, root: Path) -> str | None:
+    """'gemma4', 'gemma' (2/3) or None, from the template named in the config or the model's own."""
+    named = {str(config.get("chat_template") or "")} | {
+        str(d.get("chat_template") or "") for d in config.get("datasets") or [] if isinstance(d, dict)
+    }
+    named.discard("")
+    if named - {"tokenizer_default", "jinja"} and not named & GEMMA_TEMPLATES:
+        return None  # an explicit non-Gemma template (chatml, llama3 …)
+    template = _local_chat_template(config, root) + " ".join(named) + str(config.get("chat_template_jinja") or "")
+    base = str(config.get("base_model", "")).lower()
+    if "<turn|>" in template or "gemma4" in template or "gemma-4" in base:
+        return "gemma4"
+    if "<end_of_turn>" in template or "gemma" in template or "gemma" in base:
+        return "gemma"
+    return None
+
+
+def _local_chat_template(config: dict, root: Path) -> str:
+    folder = root / str(config.get("tokenizer_config") or config.get("base_model") or "")
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        if folder.is_dir() and (folder / name).is_file():
+            return (folder / name).read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def dataset_file_problems(recipe: Recipe, where: str) -> list[Problem]:
+    """Local dataset files the config names but that do not exist yet, with the command that makes them."""
+    problems = []
+    for list_name in DATASET_LISTS:
+        for i, entry in enumerate(recipe.axolotl.get(list_name) or []):
+            path = str(entry.get("path", "")) if isinstance(entry, dict) else ""
+            if path.startswith("datasets/") and not (recipe.root / path).exists():
+                problems.append(
+                    Problem(
+                        where,
+                        f"{list_name}[{i}].path",
+                        f"{path} does not exist yet",
+                        f"make convert CHARACTER={recipe.slug}",
+                    )
+                )
+    return problems
