@@ -12,7 +12,7 @@ TROUPE := $(VENV)/bin/troupe
 SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
 
-export CHARACTER ARGS FROM NAME FORCE DEBUG
+export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS
 .DEFAULT_GOAL := help
 .PHONY: help setup lock demo test list check new convert preprocess train evaluate merge
 
@@ -56,8 +56,8 @@ convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
 preprocess: setup ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
 	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" $${DEBUG:+--debug}
 
-train: setup ## check, convert if needed, preprocess, train the LoRA
-	$(TROUPE) train "$$CHARACTER" --args "$$ARGS"
+train: setup ## check, convert if needed, preprocess, train the LoRA (GPUS=N: one process per GPU)
+	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" --gpus "$${GPUS:-1}"
 
 evaluate: setup ## test loss/perplexity and test-set generations → outputs/<CHARACTER>/eval/
 	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS"

@@ -19,6 +19,7 @@ from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
 from troupe.recipe import load_recipe
+from troupe.tiny import ARCHS
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:
@@ -83,23 +84,20 @@ def cmd_new(args) -> int:
 
 def cmd_step(args) -> int:
     recipe = recipe_of(args)
-    step = {
-        "convert": pipeline.convert,
-        "train": pipeline.train,
-        "evaluate": pipeline.evaluate,
-        "merge": pipeline.merge,
-    }.get(args.verb)
     if args.verb == "preprocess":
         pipeline.preprocess(recipe, debug=args.debug)
+    elif args.verb == "train":
+        pipeline.train(recipe, gpus=args.gpus)
     else:
-        step(recipe)
+        {"convert": pipeline.convert, "evaluate": pipeline.evaluate, "merge": pipeline.merge}[args.verb](recipe)
     return 0
 
 
 def cmd_tiny_model(args) -> int:
     from troupe.demo import build_tiny
 
-    build_tiny(load_recipe(args.recipe))
+    recipe = load_recipe(args.recipe)
+    build_tiny(recipe, args.arch, recipe.root / args.out if args.out else None)
     return 0
 
 
@@ -133,9 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub = _with_overrides(verbs.add_parser(verb, help=text))
         if verb == "preprocess":
             sub.add_argument("--debug", action="store_true", help="show which tokens are trained")
+        if verb == "train":
+            sub.add_argument("--gpus", type=int, default=1, help="GPUs on this machine to train on (accelerate)")
         sub.set_defaults(func=cmd_step)
-    tiny = verbs.add_parser("tiny-model", help="build the tiny local model from a recipe's dataset")
-    tiny.add_argument("--recipe", default="demo")
+    tiny = verbs.add_parser("tiny-model", help="build a tiny random model from a recipe's dataset text")
+    tiny.add_argument("--recipe", default="demo", help="whose dataset text trains the tokenizer")
+    tiny.add_argument("--arch", choices=ARCHS, default="llama", help="llama (the demo's) or a real gemma4 layout")
+    tiny.add_argument("--out", help="folder under the project root (default: the recipe's base_model)")
     tiny.set_defaults(func=cmd_tiny_model)
     demo = verbs.add_parser("demo", help="the whole pipeline on the demo recipe and a tiny model")
     demo.add_argument("overrides", nargs="*", metavar="key=value")
@@ -161,7 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value words may follow options (`preprocess demo --debug max_steps=2`), which argparse's
+    # positional matching alone does not allow.
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(word.startswith("-") for word in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides += extra
     try:
         return args.func(args)
     except StepFailed as failed:

@@ -8,8 +8,10 @@ the dataset's own text (troupe tiny-model).
 """
 
 import time
+from pathlib import Path
 
 from troupe import pipeline
+from troupe.errors import TroupeError
 from troupe.recipe import Recipe, load_recipe
 from troupe.tiny import build_tiny_model, dataset_texts
 
@@ -30,10 +32,14 @@ def run_demo(overrides: list[str] = ()) -> dict:
     return {"manifest": manifest, "metrics": metrics, "merged": merged}
 
 
-def build_tiny(recipe: Recipe) -> None:
-    out = recipe.root / recipe.axolotl["base_model"]
-    built = build_tiny_model(out, dataset_texts(recipe.dataset_dir))
-    print(f"tiny model {'built' if built else 'is current'}: {out}")
+def build_tiny(recipe: Recipe, arch: str = "llama", out: Path | None = None) -> Path:
+    """The tiny model for a recipe, trained on its dataset's text (by default at its base_model path)."""
+    if not (recipe.dataset_dir / "train.jsonl").is_file():
+        raise TroupeError(f"no dataset for {recipe.slug} yet; run: make convert CHARACTER={recipe.slug}")
+    out = out or recipe.root / recipe.axolotl["base_model"]
+    built = build_tiny_model(out, dataset_texts(recipe.dataset_dir), arch)
+    print(f"tiny {arch} model {'built' if built else 'is current'}: {out}")
+    return out
 
 
 def demo_summary(recipe: Recipe, manifest: dict, metrics: dict, merged, seconds: float) -> str:

@@ -90,16 +90,19 @@ def load_model(base_model: str, adapter_dir: Path):
 
 
 def prompt_and_reply_ids(tokenizer, case: TestCase) -> tuple[list[int], list[int]]:
-    """Token ids of the prompt (with the generation prompt) and of the reply up to its end-of-turn
-    token, tokenised separately so the prompt is exactly what generation sees."""
-    prompt = tokenizer.apply_chat_template(case.prompt, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(
-        [*case.prompt, {"role": "assistant", "content": case.reference}], tokenize=False
-    )
-    if not full.startswith(prompt):
-        raise TroupeError("the chat template renders the prompt differently with and without the reply")
-    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    return ids(prompt), ids(full[len(prompt) :].rstrip())
+    """Token ids of everything before the reply, and of the reply with its end-of-turn marker, cut
+    from the full conversation as training renders it (some templates, e.g. Gemma 4's, render the
+    generation prompt differently from a finished turn)."""
+    conversation = [*case.prompt, {"role": "assistant", "content": case.reference}]
+    full = tokenizer.apply_chat_template(conversation, tokenize=False)
+    at = full.rfind(case.reference.strip())
+    if at < 0:
+        raise TroupeError("the chat template does not render the reference reply verbatim; cannot score it")
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    return ids(full[:at]), ids(full[at:].rstrip())
 
 
 def test_loss(model, tokenizer, cases: list[TestCase], batch_size: int) -> dict:

@@ -74,13 +74,13 @@ def preprocess(recipe: Recipe, debug: bool = False) -> None:
     run_axolotl("preprocess", path, recipe.root, env, extra)
 
 
-def train(recipe: Recipe) -> None:
+def train(recipe: Recipe, gpus: int = 1) -> None:
     ensure_dataset(recipe)
     result, path, env = _prepare(recipe)
     if not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
         run_axolotl("preprocess", path, recipe.root, env, ["--no-download"])
     started = time.perf_counter()
-    run_axolotl("train", path, recipe.root, env, result.launcher_args())
+    run_axolotl("train", path, recipe.root, env, result.launcher_args(gpus))
     print(f"trained {recipe.slug} in {time.perf_counter() - started:.0f} s → {recipe.output_dir}")
 
 

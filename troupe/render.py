@@ -42,12 +42,12 @@ class Resolved:
     cuda: bool
     notes: list[str] = field(default_factory=list)
 
-    def launcher_args(self) -> list[str]:
+    def launcher_args(self, gpus: int = 1) -> list[str]:
         """How `axolotl train` starts: in-process on CPU (accelerate adds nothing there but start-up
-        time and warnings), through accelerate with an explicit process count on GPUs."""
+        time and warnings), through accelerate with one process per GPU otherwise."""
         if not self.cuda:
             return ["--launcher", "python"]
-        return ["--launcher", "accelerate", "--", "--num_processes", "1", "--num_machines", "1"]
+        return ["--launcher", "accelerate", "--", "--num_processes", str(gpus), "--num_machines", "1"]
 
 
 def cuda_available() -> bool:

@@ -1,19 +1,43 @@
-"""A tiny model built locally, so the whole pipeline runs offline on a CPU in seconds.
+"""Tiny models built locally, so the whole pipeline runs offline on a CPU in seconds.
 
-    troupe tiny-model --recipe demo --out models/tiny
+    troupe tiny-model                       # models/tiny for the demo recipe
+    troupe tiny-model --arch gemma4 --out models/gemma4-tiny   # a real Gemma 4 (text+vision+audio)
 
-A byte-level BPE tokenizer is trained on the recipe's dataset text, with a Gemma-style chat
-template (`<|turn>role … <turn|>`, where the end-of-turn token is not eos, as in real Gemma), and a
-randomly initialised 2-layer Llama-architecture decoder is saved beside it. Same text → same files.
+A byte-level BPE tokenizer is trained on a recipe's dataset text, and a randomly initialised model
+is saved beside it:
+- `llama` (the demo's): a 2-layer Llama-architecture decoder with a Gemma-style chat template
+  (`<|turn>role … <turn|>`, where the end-of-turn token is not eos, as in real Gemma).
+- `gemma4`: Gemma4ForConditionalGeneration from transformers' own config classes, with small
+  text, vision and audio towers and Axolotl's copy of the real Gemma 4 chat template, to check
+  what a Gemma 4 recipe does to the real architecture (LoRA targets, trained tokens).
+Same text → same files.
 """
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 from troupe.files import json_text, read_jsonl, sha256_bytes
 
-SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>"]
+BASE_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>"]
+GEMMA4_TOKENS = [
+    "<|channel>",
+    "<channel|>",
+    '<|"|>',
+    "<|think|>",
+    "<|tool>",
+    "<tool|>",
+    "<|tool_call>",
+    "<tool_call|>",
+    "<|tool_response>",
+    "<tool_response|>",
+    "<|image>",
+    "<image|>",
+    "<|image|>",
+    "<|audio>",
+    "<audio|>",
+    "<|audio|>",
+    "<|video|>",
+]
 END_OF_TURN = "<turn|>"
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -21,7 +45,7 @@ CHAT_TEMPLATE = (
     "<|turn>{{ role }}\n{{ message['content'] | trim }}<turn|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|turn>model\n{% endif %}"
 )
-SHAPE = dict(
+LLAMA_SHAPE = dict(
     hidden_size=64,
     intermediate_size=128,
     num_hidden_layers=2,
@@ -29,6 +53,7 @@ SHAPE = dict(
     num_key_value_heads=2,
     max_position_embeddings=2048,
 )
+ARCHS = ("llama", "gemma4")
 
 
 def dataset_texts(dataset_dir: Path) -> list[str]:
@@ -41,17 +66,20 @@ def dataset_texts(dataset_dir: Path) -> list[str]:
     return texts
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int):
+def train_tokenizer(
+    texts: list[str], vocab_size: int, extra_tokens: list[str] = (), chat_template: str = CHAT_TEMPLATE
+):
     """A byte-level BPE (any text encodes, nothing is unknown) wrapped as a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    special = [*BASE_TOKENS, *extra_tokens]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
@@ -62,37 +90,113 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
         eos_token="<eos>",
         pad_token="<pad>",
         unk_token="<unk>",
-        additional_special_tokens=["<|turn>", END_OF_TURN],
+        additional_special_tokens=special[4:],
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     return tokenizer
 
 
-def random_model(tokenizer, seed: int):
-    """A randomly initialised small Llama-architecture decoder sized to the tokenizer."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    ids = dict(
+def _token_ids(tokenizer) -> dict:
+    return dict(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, **SHAPE, **ids))
-    stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)]
-    model.generation_config = GenerationConfig(**{**ids, "eos_token_id": stop})
-    return model
 
 
-def build_tiny_model(out: Path, texts: list[str], vocab_size: int = 2048, seed: int = 0) -> bool:
-    """Write tokenizer + model to `out`; returns False (and does nothing) if the same text built it already."""
-    stamp = sha256_bytes(json.dumps([texts, vocab_size, seed, SHAPE, CHAT_TEMPLATE], ensure_ascii=False).encode())
+def _stop_ids(tokenizer) -> list[int]:
+    return [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)]
+
+
+def llama_model(tokenizer):
+    """A small Llama-architecture decoder sized to the tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(
+        LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, **LLAMA_SHAPE, **_token_ids(tokenizer))
+    )
+
+
+def gemma4_model(tokenizer):
+    """Gemma4ForConditionalGeneration with tiny text, vision and audio towers."""
+    from transformers import (
+        Gemma4AudioConfig,
+        Gemma4Config,
+        Gemma4ForConditionalGeneration,
+        Gemma4TextConfig,
+        Gemma4VisionConfig,
+    )
+
+    ids = tokenizer.convert_tokens_to_ids
+    text = Gemma4TextConfig(
+        vocab_size=len(tokenizer),
+        vocab_size_per_layer_input=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        global_head_dim=32,
+        hidden_size_per_layer_input=16,
+        sliding_window=64,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=2048,
+        **{**_token_ids(tokenizer), "eos_token_id": _stop_ids(tokenizer)},
+    )
+    vision = Gemma4VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        patch_size=4,
+        position_embedding_size=64,
+    )
+    audio = Gemma4AudioConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        output_proj_dims=32,
+        subsampling_conv_channels=[8, 4],
+        attention_chunk_size=4,
+        attention_context_left=5,
+    )
+    config = Gemma4Config(
+        text_config=text,
+        vision_config=vision,
+        audio_config=audio,
+        boi_token_id=ids("<|image>"),
+        eoi_token_id=ids("<image|>"),
+        image_token_id=ids("<|image|>"),
+        video_token_id=ids("<|video|>"),
+        boa_token_id=ids("<|audio>"),
+        eoa_token_index=ids("<audio|>"),
+        audio_token_id=ids("<|audio|>"),
+    )
+    return Gemma4ForConditionalGeneration(config)
+
+
+def build_tiny_model(out: Path, texts: list[str], arch: str = "llama", vocab_size: int = 2048, seed: int = 0) -> bool:
+    """Write tokenizer + random model to `out`; returns False (doing nothing) if the same inputs built it already."""
+    import torch
+    from transformers import GenerationConfig
+
+    stamp = sha256_bytes(
+        json.dumps([texts, arch, vocab_size, seed, LLAMA_SHAPE, CHAT_TEMPLATE], ensure_ascii=False).encode()
+    )
     stamp_file = out / "troupe_tiny.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text())["stamp"] == stamp:
         return False
-    tokenizer = train_tokenizer(texts, vocab_size)
-    random_model(tokenizer, seed).save_pretrained(out)
+    if arch == "gemma4":
+        from axolotl.utils.chat_templates import get_chat_template
+
+        tokenizer = train_tokenizer(texts, vocab_size, GEMMA4_TOKENS, get_chat_template("gemma4"))
+    else:
+        tokenizer = train_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    model = gemma4_model(tokenizer) if arch == "gemma4" else llama_model(tokenizer)
+    model.generation_config = GenerationConfig(**{**_token_ids(tokenizer), "eos_token_id": _stop_ids(tokenizer)})
+    model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    stamp_file.write_text(
-        json_text({"stamp": stamp, "note": "random-init tiny model built by troupe for offline runs"})
-    )
+    stamp_file.write_text(json_text({"stamp": stamp, "arch": arch, "note": "random-init tiny model built by troupe"}))
     return True

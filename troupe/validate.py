@@ -72,10 +72,7 @@ def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Pr
     dataset files (for steps that build them)."""
     where = relative_to_root(recipe.path, recipe.root)
     problems = slug_problems(recipe, where) + troupe_problems(recipe, where)
-    unknown = unknown_key_problems(recipe.axolotl, where)
-    problems += unknown
-    if not unknown:  # unknown keys make Axolotl's own errors noisy; fix those first
-        problems += axolotl_problems(resolved.config, where)
+    problems += unknown_key_problems(recipe.axolotl, where) + axolotl_problems(resolved.config, where)
     problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
     return problems + (dataset_file_problems(recipe, where) if need_data else [])
 
@@ -119,20 +116,18 @@ def pydantic_problems(validate, model: type[BaseModel], where: str, prefix: str)
         return [_pydantic_problem(error, model, where, prefix) for error in exc.errors()]
 
 
-def _pydantic_problem(error: dict, model: type[BaseModel], where: str, prefix: str) -> Problem:
+def _pydantic_problem(error: dict, model: type[BaseModel], where: str, prefix: str, by: str = "") -> Problem:
+    """One pydantic error as a Problem: unknown keys get a did-you-mean, missing keys say what to add."""
     loc = [str(part) for part in error["loc"]]
-    key = ".".join([prefix, *loc])
+    key = ".".join([prefix, *loc]) if prefix else ".".join(loc) or "(config)"
     if error["type"] == "extra_forbidden":
         known = _fields_at(model, loc[:-1])
-        return Problem(
-            where,
-            key,
-            f"unknown key{did_you_mean(loc[-1], known)}",
-            f"remove it or use one of: {', '.join(sorted(known))}",
-        )
+        fix = f"remove it or use one of: {', '.join(sorted(known))}"
+        return Problem(where, key, f"unknown key{did_you_mean(loc[-1], known)}", fix)
     if error["type"] == "missing":
-        return Problem(where, key, "required key is missing", f"add `{loc[-1]}:`")
-    return Problem(where, key, error["msg"], f"got {error.get('input')!r}")
+        return Problem(where, key, f"required key is missing{by}", f"add `{loc[-1]}:`")
+    shown = repr(error.get("input"))
+    return Problem(where, key, f"{error['msg']}{by}", f"got {shown if len(shown) <= 80 else shown[:77] + '...'}")
 
 
 def _fields_at(model: type[BaseModel], loc: list[str]) -> set[str]:
@@ -179,14 +174,9 @@ def axolotl_problems(config: dict, where: str) -> list[Problem]:
         validate_config(cfg)
         return []
     except ValidationError as exc:
-        return [_axolotl_error(error, where) for error in exc.errors()]
+        return [_pydantic_problem(error, BaseModel, where, "", " (Axolotl's validator)") for error in exc.errors()]
     except (ValueError, TypeError, ImportError) as exc:
         return [Problem(where, "(config)", f"Axolotl rejects the config: {exc}", "change the keys it names")]
-
-
-def _axolotl_error(error: dict, where: str) -> Problem:
-    key = ".".join(str(part) for part in error["loc"]) or "(config)"
-    return Problem(where, key, f"{error['msg']} (Axolotl's validator)", f"got {error.get('input')!r}")
 
 
 def seed_problems(config: dict, where: str) -> list[Problem]:

@@ -1,0 +1,94 @@
+"""troupe check: every problem at once (file, key, problem, fix), exit 1, no traceback."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from troupe.cli import main
+from troupe.errors import TroupeError
+from troupe.project import resolve_recipe
+
+BROKEN = textwrap.dedent("""\
+    # A recipe with four classic mistakes.
+    troupe:
+      character: {name: 闻钟}
+      source: {converter: arknights, files: [recipes/demo/*.json], nickname: 博士, nickname_typo: x}
+      dataset: {context_line: 3}
+    base_model: google/gemma-2-2b-it
+    chat_template: gemma
+    adapter: lora
+    lora_r: eight
+    lora_alpah: 16
+    datasets:
+      - path: datasets/broken/train.jsonl
+        type: chat_template
+        roles_to_trian: [assistant]
+    output_dir: outputs/broken
+""")
+
+
+@pytest.fixture
+def broken(project):
+    path = project / "recipes" / "broken.yaml"
+    path.write_text(BROKEN, encoding="utf-8")
+    return path
+
+
+def run_check(name: str, capsys) -> tuple[int, str]:
+    code = main(["check", name])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_every_problem_is_reported_in_one_run(broken, capsys):
+    code, out = run_check("broken", capsys)
+    assert code == 1
+    expected = [
+        ("lora_alpah", "did you mean 'lora_alpha'?"),  # typo'd Axolotl key
+        ("datasets[0].roles_to_trian", "did you mean 'roles_to_train'?"),  # typo inside datasets[]
+        ("lora_r", "valid integer"),  # wrong type, from Axolotl's own validator
+        ("seed", "add `seed: 42`"),  # missing seed
+        ("eot_tokens", "<end_of_turn>"),  # Gemma template without eot_tokens
+        ("troupe.dataset.context_line", "did you mean 'context_lines'?"),  # unknown troupe key
+        ("troupe.source.nickname_typo", "unknown key"),  # unknown converter option
+        ("datasets[0].path", "make convert CHARACTER=broken"),  # dataset not built yet
+    ]
+    for key, text in expected:
+        block = next((b for b in out.split("\n  recipes/") if f": {key}:" in b), "")
+        assert text in block, f"{key}: expected {text!r} in:\n{out}"
+    assert "Traceback" not in out
+
+
+def test_a_good_recipe_passes(project, capsys):
+    (project / "datasets" / "demo").mkdir(parents=True)
+    for split in ("train", "validation"):
+        (project / "datasets" / "demo" / f"{split}.jsonl").write_text("")
+    code, out = run_check("demo", capsys)
+    assert code == 0 and "recipes/demo.yaml: OK" in out
+
+
+def test_unknown_name_lists_known_recipes_with_did_you_mean(project):
+    with pytest.raises(TroupeError, match=r"no recipe named 'kaltsi' \(did you mean 'kaltsit'\?\)\n.*demo, kaltsit"):
+        resolve_recipe("kaltsi", project)
+
+
+@pytest.mark.parametrize("name", ["x; rm -rf ~", "../etc/passwd", "Kaltsit", "a b"])
+def test_names_that_are_not_slugs_are_refused(project, name):
+    with pytest.raises(TroupeError):
+        resolve_recipe(name, project)
+
+
+def test_a_path_anywhere_works_and_bad_file_names_are_reported(project, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere" / "Bad-Name.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text((project / "recipes" / "demo.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    code, out = run_check(str(elsewhere), capsys)
+    assert code == 1 and "'Bad-Name' is not a valid recipe name" in out
+
+
+def test_cli_exit_code_and_no_traceback(broken):
+    done = subprocess.run([sys.executable, "-m", "troupe", "check", "broken"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "lora_alpah" in done.stderr and "Traceback" not in done.stderr

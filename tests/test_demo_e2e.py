@@ -1,0 +1,132 @@
+"""End to end on the tiny local model: `make demo` for real (the README's first command), in a
+throwaway project root: convert → tiny model → preprocess → train → evaluate → merge."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from helpers import REPO, debug_label_pairs, prepared_rows, trained_spans, troupe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    env = {**os.environ, "TROUPE_ROOT": str(root)}
+    done = subprocess.run(["make", "-C", str(REPO), "demo"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root, done.stdout + done.stderr
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_demo_prints_a_summary_with_its_wall_time(demo):
+    _, output = demo
+    summary = output[output.index("demo summary") :]
+    for row in (
+        "samples (train/val/test)",
+        "training steps",
+        "train loss",
+        "eval loss",
+        "test loss / perplexity",
+        "merged model",
+        "wall time",
+    ):
+        assert row in summary
+
+
+def test_dataset_follows_the_output_contract(demo):
+    root, _ = demo
+    folder = root / "datasets" / "demo"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"]["train"] == len(read_jsonl(folder / "train.jsonl")) > 50
+    sample = read_jsonl(folder / "test.jsonl")[0]
+    assert [m["role"] for m in sample["messages"]] == ["system", "user", "assistant"]
+    assert {"source", "index", "story"} <= set(sample["meta"])
+    assert (folder / "card.md").is_file() and (folder / "rejects.jsonl").is_file()
+    assert manifest["command"] == "troupe convert demo"
+
+
+def test_rebuild_is_byte_identical(demo):
+    root, _ = demo
+    before = json.loads((root / "datasets" / "demo" / "manifest.json").read_text())["files"]
+    troupe("convert", "demo", root=root)
+    after = json.loads((root / "datasets" / "demo" / "manifest.json").read_text())["files"]
+    assert before == after
+
+
+def test_only_the_characters_turn_and_its_end_of_turn_token_are_trained(demo):
+    from transformers import AutoTokenizer
+
+    root, _ = demo
+    tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
+    replies = {
+        r["messages"][-1]["content"]
+        for split in ("train", "validation")
+        for r in read_jsonl(root / "datasets" / "demo" / f"{split}.jsonl")
+    }
+    rows = prepared_rows(next((root / "datasets" / "demo" / "prepared").iterdir()))
+    assert len(rows) == 94
+    for row in rows:
+        (span,) = trained_spans(row["input_ids"], row["labels"])  # exactly one trained run: the reply
+        text = tokenizer.decode(span)
+        assert text.endswith("<turn|>") and text[: -len("<turn|>")] in replies
+
+
+def test_preprocess_debug_shows_which_tokens_are_trained(demo):
+    from transformers import AutoTokenizer
+
+    root, _ = demo
+    done = troupe("preprocess", "demo", "--debug", root=root)
+    pairs = debug_label_pairs(done.stdout + done.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
+    end_of_turn = tokenizer.convert_tokens_to_ids("<turn|>")
+    trained = [token for label, token in pairs if label != -100]
+    assert pairs and trained and trained[-1] == end_of_turn
+    assert sum(label == -100 for label, _ in pairs) > len(trained)  # system and context are masked
+
+
+def test_evaluate_wrote_metrics_and_generations(demo):
+    root, _ = demo
+    metrics = json.loads((root / "outputs" / "demo" / "eval" / "metrics.json").read_text())
+    test_count = len(read_jsonl(root / "datasets" / "demo" / "test.jsonl"))
+    assert metrics["test_samples"] == test_count
+    for system in ("base", "adapter"):
+        values = metrics["systems"][system]
+        assert values["test_loss"] > 0 and values["test_perplexity"] > 1 and values["replies"] == test_count
+        assert {"empty_rate", "short_rate", "mean_chars", "length_ratio", "top_repeated"} <= set(values)
+    adapter, base = metrics["systems"]["adapter"], metrics["systems"]["base"]
+    assert adapter["test_loss"] < base["test_loss"]  # training moved the model towards the character
+    csv_text = (root / "outputs" / "demo" / "eval" / "generations.csv").read_text(encoding="utf-8")
+    assert csv_text.splitlines()[0] == "story,index,context,reference,base,adapter"
+
+
+def test_merged_model_loads_and_generates_with_the_trained_chat_template(demo):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root, _ = demo
+    merged, adapter = root / "outputs" / "demo" / "merged", root / "outputs" / "demo"
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert tokenizer.chat_template == AutoTokenizer.from_pretrained(adapter).chat_template
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "雾散了吗？"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    assert tokenizer.decode(prompt["input_ids"][0]).endswith("<|turn>model\n")
+    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_resolved_config_is_what_axolotl_received(demo):
+    import yaml
+
+    root, _ = demo
+    resolved = yaml.safe_load((root / "outputs" / "demo" / "config.resolved.yaml").read_text())
+    assert "troupe" not in resolved and resolved["bf16"] is False and resolved["lora_mlp_kernel"] is False
+    assert resolved["dataset_prepared_path"].startswith("datasets/demo/prepared/")

@@ -1,0 +1,59 @@
+"""Every recipe in recipes/ (found on the filesystem: a new recipe is tested automatically)
+passes `troupe check` and its resolved config passes Axolotl's own validate_config, rendered for
+a GPU and for this CPU."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from troupe.project import recipe_names
+from troupe.recipe import load_recipe
+from troupe.render import resolve
+from troupe.validate import check
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = recipe_names(REPO)
+
+
+def test_recipes_are_found_on_the_filesystem():
+    assert {"demo", "kaltsit"} <= set(RECIPES)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+@pytest.mark.parametrize("cuda", [True, False], ids=["gpu", "cpu"])
+def test_recipe_passes_check_and_axolotl_validation(name, cuda):
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    recipe = load_recipe(name, root=REPO)
+    resolved = resolve(recipe, cuda=cuda)
+    assert check(recipe, resolved, need_data=False) == []
+    validated = validate_config(DictDefault(copy.deepcopy(resolved.config)))
+    assert validated["seed"] == recipe.axolotl["seed"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_opens_with_a_header_that_says_how_to_run_it(name):
+    text = (REPO / "recipes" / f"{name}.yaml").read_text(encoding="utf-8")
+    header = text.split("\ntroupe:")[0]
+    assert header.startswith("# ")
+    for word in ("Run first:", "Launch:", "Expect:", f"CHARACTER={name}"):
+        assert word in header, f"recipes/{name}.yaml header lacks {word!r}"
+
+
+def test_kaltsit_is_faithful_to_seed_000():
+    recipe = load_recipe("kaltsit", root=REPO)
+    cfg, spec = recipe.axolotl, recipe.spec
+    assert cfg["base_model"] == "google/gemma-4-E4B-it"
+    assert (cfg["lora_r"], cfg["lora_alpha"], cfg["lora_dropout"]) == (8, 16, 0.05)
+    assert (cfg["num_epochs"], cfg["micro_batch_size"], cfg["gradient_accumulation_steps"]) == (2, 2, 8)
+    assert (cfg["learning_rate"], cfg["lr_scheduler"], cfg["warmup_steps"]) == (5e-5, "cosine", 10)
+    assert (cfg["sequence_len"], cfg["bf16"], cfg["eval_steps"], cfg["seed"]) == (512, True, 50, 42)
+    assert cfg["load_best_model_at_end"] and cfg["metric_for_best_model"] == "eval_loss"
+    assert cfg["datasets"][0]["roles_to_train"] == ["assistant"]  # completion-only loss
+    assert cfg["eot_tokens"] == ["<turn|>"] and "language_model" in cfg["lora_target_modules"]
+    assert (spec.dataset.context_lines, spec.dataset.min_chars, spec.dataset.max_chars) == (3, 2, 300)
+    assert (spec.dataset.split.train, spec.dataset.split.seed, spec.dataset.split.by) == (0.8, 42, "sample")
+    assert spec.prompt.system.startswith("你正在扮演《明日方舟》中的凯尔希。") and spec.prompt.system.count("\n") == 8
+    assert spec.prompt.user_template == "请根据上下文,以凯尔希的说话风格进行回复。\n\n上下文:\n{context}"

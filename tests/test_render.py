@@ -1,0 +1,66 @@
+"""troupe.render: what Axolotl receives, and the environment it runs in."""
+
+import yaml
+
+from troupe.recipe import load_recipe
+from troupe.render import CPU_SAFE, prepared_path, resolve, resolved_yaml, run_env, write_resolved
+
+
+def manifest_with(train_sha: str) -> dict:
+    return {"files": {"train": {"sha256": train_sha}, "validation": {"sha256": "v"}, "test": {"sha256": "t"}}}
+
+
+def test_troupe_block_is_stripped_and_output_dir_defaults(project):
+    recipe = load_recipe("kaltsit")
+    del recipe.axolotl["output_dir"]
+    config = resolve(recipe, cuda=True).config
+    assert "troupe" not in config and config["output_dir"] == "outputs/kaltsit"
+
+
+def test_cpu_forces_safe_settings_and_says_so_in_one_line(project):
+    recipe = load_recipe("kaltsit", ["plugins=[axolotl.integrations.liger.LigerPlugin]", "liger_rms_norm=true"])
+    resolved = resolve(recipe, cuda=False)
+    for key, value in CPU_SAFE.items():
+        assert resolved.config[key] == value
+    assert resolved.config["plugins"] is None and resolved.config["liger_rms_norm"] is False
+    (note,) = resolved.notes
+    assert note.startswith("no CUDA device: CPU-safe settings applied") and "bf16 True → False" in note
+    assert "LigerPlugin" in note
+
+
+def test_gpu_keeps_the_recipe_settings(project):
+    recipe = load_recipe("kaltsit")
+    resolved = resolve(recipe, cuda=True)
+    assert resolved.config["bf16"] is True and resolved.notes == []
+    assert resolved.launcher_args()[:2] == ["--launcher", "accelerate"]
+    assert resolve(recipe, cuda=False).launcher_args() == ["--launcher", "python"]
+
+
+def test_prepared_cache_is_keyed_on_the_dataset_contents(project):
+    recipe = load_recipe("demo")
+    first = resolve(recipe, manifest_with("a" * 64), cuda=False).config["dataset_prepared_path"]
+    second = resolve(recipe, manifest_with("b" * 64), cuda=False).config["dataset_prepared_path"]
+    assert first.startswith("datasets/demo/prepared/") and first != second
+    assert first == prepared_path(recipe, manifest_with("a" * 64))
+
+
+def test_resolved_file_is_exactly_the_config_with_overrides_noted(project):
+    recipe = load_recipe("demo", ["max_steps=2", "troupe.evaluate.max_new_tokens=8"])
+    resolved = resolve(recipe, cuda=False)
+    path = write_resolved(recipe, resolved)
+    assert path == project / "outputs" / "demo" / "config.resolved.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "# overrides: max_steps=2 troupe.evaluate.max_new_tokens=8" in text
+    assert yaml.safe_load(text) == resolved.config and resolved.config["max_steps"] == 2
+    assert text == resolved_yaml(recipe, resolved)
+    assert recipe.spec.evaluate.max_new_tokens == 8
+
+
+def test_environment_turns_telemetry_and_wandb_off(project, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    (project / "models" / "tiny").mkdir(parents=True)
+    env = run_env({"base_model": "models/tiny"}, project)
+    assert env["AXOLOTL_DO_NOT_TRACK"] == "1" and env["DO_NOT_TRACK"] == "1"
+    assert env["WANDB_MODE"] == "disabled" and env["HF_HUB_OFFLINE"] == "1"
+    hub = run_env({"base_model": "google/gemma-4-E4B-it", "wandb_project": "mine"}, project)
+    assert "WANDB_MODE" not in hub and "HF_HUB_OFFLINE" not in hub
