@@ -27,6 +27,9 @@ $(STAMP):
 	rm -f $(VENV)/.troupe-setup-*
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
+	@# Gemma 4 and other multimodal bases need torchvision for the processor Axolotl loads; its
+	@# PyPI build needs CUDA torch, so it is installed only where there is a GPU.
+	if command -v nvidia-smi >/dev/null 2>&1; then $(VENV)/bin/pip install --quiet torchvision==0.28.0; fi
 	$(VENV)/bin/pip install --quiet -r requirements.lock
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@

@@ -21,15 +21,22 @@ DEMO = "demo"
 def run_demo(overrides: list[str] = ()) -> dict:
     started = time.perf_counter()
     recipe = load_recipe(DEMO, overrides)
-    manifest = pipeline.convert(recipe)
-    build_tiny(recipe)
-    pipeline.preprocess(recipe)
-    pipeline.train(recipe)
-    metrics = pipeline.evaluate(recipe)
-    merged = pipeline.merge(recipe)
-    summary = demo_summary(recipe, manifest, metrics, merged, time.perf_counter() - started)
-    print(summary)
-    return {"manifest": manifest, "metrics": metrics, "merged": merged}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, step, *args):
+        begin = time.perf_counter()
+        result = step(*args)
+        timings[name] = time.perf_counter() - begin
+        return result
+
+    manifest = timed("convert", pipeline.convert, recipe)
+    timed("tiny model", build_tiny, recipe)
+    timed("preprocess", pipeline.preprocess, recipe)
+    timed("train", pipeline.train, recipe)
+    metrics = timed("evaluate", pipeline.evaluate, recipe)
+    merged = timed("merge", pipeline.merge, recipe)
+    print(demo_summary(recipe, manifest, metrics, merged, timings, time.perf_counter() - started))
+    return {"manifest": manifest, "metrics": metrics, "merged": merged, "timings": timings}
 
 
 def build_tiny(recipe: Recipe, arch: str = "llama", out: Path | None = None) -> Path:
@@ -42,7 +49,7 @@ def build_tiny(recipe: Recipe, arch: str = "llama", out: Path | None = None) -> 
     return out
 
 
-def demo_summary(recipe: Recipe, manifest: dict, metrics: dict, merged, seconds: float) -> str:
+def demo_summary(recipe: Recipe, manifest: dict, metrics: dict, merged, timings: dict, seconds: float) -> str:
     log = pipeline.training_log(recipe.output_dir)
     train_losses = [e["loss"] for e in log if "loss" in e]
     eval_losses = [e["eval_loss"] for e in log if "eval_loss" in e]
@@ -56,7 +63,7 @@ def demo_summary(recipe: Recipe, manifest: dict, metrics: dict, merged, seconds:
         ("test loss / perplexity", f"{adapter['test_loss']:.3f} / {adapter['test_perplexity']:.1f}"),
         ("reply chars (adapter / references)", f"{adapter['mean_chars']:.1f} / {adapter['reference_mean_chars']:.1f}"),
         ("merged model", str(merged)),
-        ("wall time", f"{seconds:.0f} s"),
+        ("wall time", f"{seconds:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")"),
     ]
     width = max(len(label) for label, _ in rows)
     return "\n".join(["", "demo summary", "-" * (width + 30), *[f"{label:<{width}}  {value}" for label, value in rows]])

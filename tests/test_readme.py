@@ -1,0 +1,69 @@
+"""The README's commands are real: every documented make target exists and runs under `make -n`,
+and every Makefile target is documented. (`make demo` runs for real in test_demo_e2e.py, and
+`make test` is what CI runs.)"""
+
+import re
+import subprocess
+
+from helpers import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def makefile_targets() -> set[str]:
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    return set(re.findall(r"^([a-z][a-z-]*):.*## ", text, flags=re.M))
+
+
+def bash_blocks() -> list[list[str]]:
+    """The lines of each ```bash block, in order."""
+    blocks, current = [], None
+    for line in README.splitlines():
+        if line.startswith("```"):
+            if current is not None:
+                blocks.append(current)
+                current = None
+            elif line.strip() == "```bash":
+                current = []
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def readme_make_commands() -> list[str]:
+    """`make …` commands of the README's bash blocks, comments stripped, `a && b` split."""
+    commands = []
+    for block in bash_blocks():
+        for line in block:
+            parts = line.split("#")[0].split("&&")
+            commands += [part.strip() for part in parts if part.strip().startswith("make ")]
+    return commands
+
+
+def test_the_readme_starts_with_the_two_commands():
+    assert [line.split("#")[0].strip() for line in bash_blocks()[0]] == ["make demo", "make test"]
+
+
+def test_every_makefile_target_is_documented():
+    for target in makefile_targets():
+        assert f"`make {target}" in README, f"make {target} is not in the README"
+
+
+def test_every_documented_command_is_a_valid_make_invocation():
+    commands = readme_make_commands()
+    assert len(commands) >= 8
+    for command in commands:
+        target = command.split()[1]
+        assert target in makefile_targets(), command
+        done = subprocess.run(["make", "-n", *command.split()[1:]], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+
+
+def test_makefile_passes_variables_to_the_shell_only_quoted():
+    """A CHARACTER such as 'x; rm -rf ~' must reach troupe as one argument, never as shell code."""
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe_lines = [line for line in text.splitlines() if line.startswith("\t")]
+    for variable in ("CHARACTER", "ARGS", "FROM", "NAME", "GPUS"):
+        assert not any(f"$({variable})" in line for line in recipe_lines), variable
+    done = subprocess.run(["make", "-n", "train", "CHARACTER=x; rm -rf ~"], cwd=REPO, capture_output=True, text=True)
+    assert 'troupe train "$CHARACTER"' in done.stdout and "rm -rf" not in done.stdout
