@@ -12,9 +12,9 @@ TROUPE := $(VENV)/bin/troupe
 SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
 
-export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS
+export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP
 .DEFAULT_GOAL := help
-.PHONY: help setup lock demo test list check new convert preprocess train evaluate merge
+.PHONY: help setup lock demo test list check new speakers discover convert preprocess train evaluate merge
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ $(STAMP):
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	@# Gemma 4 and other multimodal bases need torchvision for the processor Axolotl loads; its
 	@# PyPI build needs CUDA torch, so it is installed only where there is a GPU.
-	if command -v nvidia-smi >/dev/null 2>&1; then $(VENV)/bin/pip install --quiet torchvision==0.28.0; fi
+	if nvidia-smi -L >/dev/null 2>&1; then $(VENV)/bin/pip install --quiet torchvision==0.28.0; fi
 	$(VENV)/bin/pip install --quiet -r requirements.lock
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
@@ -52,6 +52,12 @@ check: setup ## report every problem in a recipe: make check CHARACTER=kaltsit
 
 new: setup ## copy a recipe: make new CHARACTER=amiya FROM=kaltsit [NAME=阿米娅] [FORCE=1]
 	$(TROUPE) new "$$CHARACTER" --from "$$FROM" $${NAME:+--name "$$NAME"} $${FORCE:+--force}
+
+speakers: setup ## who speaks how often in a recipe's stories (TOP=30)
+	$(TROUPE) speakers "$$CHARACTER" --args "$$ARGS" --top "$${TOP:-30}"
+
+discover: setup ## rewrite the link list with every story where the character speaks (needs network)
+	$(TROUPE) discover "$$CHARACTER" --args "$$ARGS"
 
 convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
 	$(TROUPE) convert "$$CHARACTER" --args "$$ARGS"

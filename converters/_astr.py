@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 SERVERS = ("zh_CN", "en_US", "ja_JP", "ko_KR", "zh_TW")
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/050644zf/ArknightsStoryJson/main/"
+READER_URL = "https://050644zf.github.io/ArknightsStoryTextReader/#/{server}/content?f={story}"
+INDEX_PATH = "{server}/gamedata/excel/story_review_table.json"
 STORY_MARKER = "/gamedata/story/"
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9_\-.]+$")
 
@@ -39,7 +41,7 @@ def parse_link(link: str) -> StoryRef:
         server, story = _from_story_path(link)
     else:
         server, story = _from_reader_url(link)
-    return _checked(server, story)
+    return story_ref(server, story)
 
 
 def _from_story_path(link: str) -> tuple[str, str]:
@@ -66,7 +68,7 @@ def _from_reader_url(link: str) -> tuple[str, str]:
     return legacy.get("s", ["zh_CN"])[0], legacy["f"][0]
 
 
-def _checked(server: str, story: str) -> StoryRef:
+def story_ref(server: str, story: str) -> StoryRef:
     if server not in SERVERS:
         raise ValueError(f"unknown server '{server}' (known: {', '.join(SERVERS)})")
     story = story.strip()
@@ -97,3 +99,20 @@ def read_links(text: str) -> tuple[list[tuple[int, StoryRef]], list[tuple[int, s
             seen.add(ref)
             refs.append((number, ref))
     return refs, refused
+
+
+def index_stories(data: object) -> list[str]:
+    """Every `storyTxt` of a story_review_table.json (event id → {infoUnlockDatas: [...]}), in order,
+    once each."""
+    if not isinstance(data, dict):
+        raise ValueError("story_review_table.json should map event ids to events")
+    found: dict[str, None] = {}
+    for event in data.values():
+        for info in (event.get("infoUnlockDatas") or []) if isinstance(event, dict) else []:
+            if isinstance(info, dict) and isinstance(info.get("storyTxt"), str):
+                found.setdefault(info["storyTxt"], None)
+    return list(found)
+
+
+def reader_link(ref: StoryRef) -> str:
+    return READER_URL.format(server=ref.server, story=ref.story)

@@ -20,8 +20,17 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from converters import ReadResult
-from converters._astr import DEFAULT_BASE_URL, StoryRef, read_links
-from troupe.download import Fetch, fetch_all
+from converters._astr import (
+    DEFAULT_BASE_URL,
+    INDEX_PATH,
+    SERVERS,
+    StoryRef,
+    index_stories,
+    read_links,
+    reader_link,
+    story_ref,
+)
+from troupe.download import Downloader, Fetch, RetryPolicy, fetch_all
 from troupe.errors import TroupeError
 from troupe.files import sha256_file
 from troupe.project import relative_to_root
@@ -38,9 +47,12 @@ class Options(SourceOptions):
         DEFAULT_BASE_URL, description="where {server}/gamedata/story/… is fetched from (a mirror, a test server)"
     )
     workers: int = Field(8, ge=1, le=64, description="parallel downloads")
+    timeout: float = Field(60.0, gt=0, description="seconds to wait for a server's answer before retrying")
+    retries: int = Field(5, ge=1, le=20, description="attempts per story file")
     allow_missing: bool = Field(
         False, description="build from the stories that downloaded, listing the rest in the manifest"
     )
+    server: Literal[SERVERS] = Field("zh_CN", description="whose story index `troupe discover` reads")
     files: list[str] = Field(
         default_factory=list, description="local story JSON files or globs, relative to the project root"
     )
@@ -206,24 +218,61 @@ def source_files(options: Options, ctx) -> list[Path]:
     return [ctx.root / options.urls, *[p for _, ref in refs if (p := cache_path(ctx, ref)).is_file()]]
 
 
-def download(options: Options, ctx, progress: bool = True) -> tuple[list[StoryRef], list[dict]]:
-    """Fetch the linked stories into the cache; (stories available, failures as manifest entries).
-    Any failure is an error unless `allow_missing`."""
+def retry_policy(options: Options) -> RetryPolicy:
+    return RetryPolicy(attempts=options.retries, timeout=(min(10.0, options.timeout), options.timeout))
+
+
+def fetch_stories(refs: list[tuple[str, StoryRef]], options: Options, ctx) -> tuple[list[StoryRef], list[dict]]:
+    """Fetch (label, story) pairs into the cache; (stories available, failures as {link, reason})."""
+    items = {ref: Fetch(options.base_url + ref.json_path, cache_path(ctx, ref), label) for label, ref in refs}
+    report = fetch_all(list(items.values()), _parse_json_bytes, options.workers, retry_policy(options))
+    print(f"stories: {report.summary()}")
+    failures = [{"link": item.label, "reason": why} for item, why in report.failed]
+    return [ref for ref, item in items.items() if item.dest.is_file()], failures
+
+
+def download(options: Options, ctx) -> tuple[list[StoryRef], list[dict]]:
+    """Fetch the linked stories; a refused link or a failed download is an error unless `allow_missing`."""
     refs, refused = linked_stories(options, ctx.root)
-    items = {
-        ref: Fetch(options.base_url + ref.json_path, cache_path(ctx, ref), f"{options.urls}:{line}")
-        for line, ref in refs
-    }
-    report = fetch_all(list(items.values()), _parse_json_bytes, options.workers, progress=progress)
-    print(f"stories: {report.summary()}" + (f", refused {len(refused)}" if refused else ""))
-    failures = [{"link": f"{options.urls}:{n}", "reason": f"{link}: {why}"} for n, link, why in refused]
-    failures += [{"link": item.label, "reason": why} for item, why in report.failed]
+    available, failures = fetch_stories([(f"{options.urls}:{line}", ref) for line, ref in refs], options, ctx)
+    failures = [{"link": f"{options.urls}:{n}", "reason": f"{link}: {why}"} for n, link, why in refused] + failures
     if failures and not options.allow_missing:
         listed = "\n".join(f"  {f['link']}: {f['reason']}" for f in failures)
         raise TroupeError(
             f"{len(failures)} story link(s) failed (set troupe.source.allow_missing to build without them):\n{listed}"
         )
-    return [ref for ref, item in items.items() if item.dest.is_file()], failures
+    return available, failures
+
+
+def discover(options: Options, ctx, names: list[str]) -> tuple[list[str], list[dict]]:
+    """Reader links of every story in the server's index where one of `names` speaks, and the
+    stories that could not be fetched. The index is always fetched anew; stories go through the cache."""
+    index = Fetch(
+        options.base_url + INDEX_PATH.format(server=options.server),
+        ctx.cache_dir / "arknights" / INDEX_PATH.format(server=options.server),
+        "story index",
+    )
+    try:
+        Downloader(_parse_json_bytes, retry_policy(options)).fetch(index)
+    except RuntimeError as exc:
+        raise TroupeError(f"could not fetch the story index: {exc}") from None
+    refs, unsafe = [], []
+    for story in index_stories(_load_json(index.dest)):
+        try:
+            refs.append((story, story_ref(options.server, story)))
+        except ValueError as exc:
+            unsafe.append({"link": story, "reason": str(exc)})
+    available, failures = fetch_stories(refs, options, ctx)
+    links = [reader_link(ref) for ref in available if _speaks(cache_path(ctx, ref), names, options)]
+    return links, unsafe + failures
+
+
+def _speaks(path: Path, names: list[str], options: Options) -> bool:
+    try:
+        lines, _ = parse_story(_load_json(path), path.stem, path.name, options)
+    except ValueError:
+        return False
+    return any(line.speaker in names for line in lines)
 
 
 def read(options: Options, ctx) -> ReadResult:

@@ -1,5 +1,6 @@
 """troupe check: every problem at once (file, key, problem, fix), exit 1, no traceback."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -62,6 +63,7 @@ def test_every_problem_is_reported_in_one_run(broken, capsys):
 
 
 def test_a_good_recipe_passes(project, capsys):
+    (project / "models" / "tiny").mkdir(parents=True)
     (project / "datasets" / "demo").mkdir(parents=True)
     for split in ("train", "validation"):
         (project / "datasets" / "demo" / f"{split}.jsonl").write_text("")
@@ -92,3 +94,27 @@ def test_cli_exit_code_and_no_traceback(broken):
     done = subprocess.run([sys.executable, "-m", "troupe", "check", "broken"], capture_output=True, text=True)
     assert done.returncode == 1
     assert "lora_alpah" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_missing_local_base_model_is_reported(project, capsys):
+    code, out = run_check("demo", capsys)
+    assert code == 1 and "base_model: models/tiny is not a model folder" in out and "troupe tiny-model" in out
+
+
+def test_dataset_entries_must_read_what_the_builder_writes(project, capsys):
+    words = ["troupe.dataset.format=sharegpt", "troupe.dataset.builder=scene"]
+    code = main(["check", "demo", *words])
+    out = capsys.readouterr().err
+    assert code == 1
+    assert "datasets[0].field_messages: the sharegpt format keeps turns in 'conversations'" in out
+    assert "datasets[0].message_property_mappings" in out and "test_datasets[0].message_field_training" in out
+    fixed = [
+        *words,
+        "datasets.0.field_messages=conversations",
+        "datasets.0.message_field_training=train",
+        "datasets.0.message_property_mappings={role: from, content: value}",
+    ]
+    main(["check", "demo", *fixed])
+    out = capsys.readouterr().err
+    assert not re.search(r"yaml: datasets\[0\]\.(field_messages|message_property|message_field)", out)
+    assert "yaml: test_datasets[0].field_messages" in out

@@ -1,6 +1,14 @@
 """troupe.dataset: lines in, exact samples out; splits; byte-identical output."""
 
-from troupe.dataset import Sample, character_samples, is_punctuation_only, render_user, split_samples, split_sizes
+from troupe.dataset import (
+    Sample,
+    character_samples,
+    is_punctuation_only,
+    render_user,
+    scene_samples,
+    split_samples,
+    split_sizes,
+)
 from troupe.records import Line
 from troupe.schema import Split, TroupeSpec
 
@@ -124,3 +132,52 @@ def test_sharegpt_output_format():
         ],
         "meta": {"story": "x"},
     }
+
+
+SCENE = TroupeSpec.parse(
+    {
+        "character": {"name": "闻钟"},
+        "source": {"converter": "arknights"},
+        "dataset": {"builder": "scene", "scene_lines": 4, "min_chars": 1},
+        "prompt": {"system": "你是闻钟。"},
+    }
+)
+
+
+def test_scene_windows_alternate_sides_and_keep_filtered_replies_as_context():
+    lines = [
+        line("小禾", "在吗", 0),
+        line("闻钟", "在。", 1),
+        line("闻钟", "说吧。", 2),
+        line(None, "雾起。", 3),
+        line("小禾", "我怕", 4),
+        line("闻钟", "……", 5),
+        line("铁砧", "走了", 6),
+        line("闻钟", "嗯，走吧。", 7),
+        line("小禾", "等等", 8),
+    ]
+    samples, dropped = scene_samples(lines, SCENE)
+    system = {"role": "system", "content": "你是闻钟。", "train": False}
+    assert [s.messages for s in samples] == [
+        [
+            system,
+            {"role": "user", "content": "[小禾]:在吗", "train": False},
+            {"role": "assistant", "content": "在。\n说吧。", "train": True},
+        ],
+        [
+            system,
+            {"role": "user", "content": "[旁白]:雾起。\n[小禾]:我怕", "train": False},
+            {"role": "assistant", "content": "……", "train": False},
+            {"role": "user", "content": "[铁砧]:走了", "train": False},
+            {"role": "assistant", "content": "嗯，走吧。", "train": True},
+        ],
+    ]
+    assert samples[1].meta["index"] == 3 and samples[1].replies == ["嗯，走吧。"]
+    assert dropped == {"punctuation_only": 1}
+
+
+def test_scene_drops_replies_with_nothing_before_them():
+    lines = [line("闻钟", "开场。", 0), line("小禾", "嗯", 1), line("闻钟", "好。", 2)]
+    samples, dropped = scene_samples(lines, SCENE)
+    assert len(samples) == 1 and samples[0].messages[1]["content"] == "[小禾]:嗯"
+    assert dropped == {"too_little_context": 1}

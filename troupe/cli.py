@@ -93,6 +93,24 @@ def cmd_step(args) -> int:
     return 0
 
 
+def cmd_speakers(args) -> int:
+    from troupe.dataset import read_source, speaker_table
+
+    print(speaker_table(read_source(recipe_of(args)).lines, args.top))
+    return 0
+
+
+def cmd_discover(args) -> int:
+    from troupe.dataset import discover_links
+
+    recipe = recipe_of(args)
+    path, count, failed = discover_links(recipe)
+    for failure in failed:
+        print(f"  not fetched: {failure['link']}: {failure['reason']}", file=sys.stderr)
+    print(f"wrote {count} links to {relative_to_root(path, recipe.root)}; next: make convert CHARACTER={recipe.slug}")
+    return 0
+
+
 def cmd_tiny_model(args) -> int:
     from troupe.demo import build_tiny
 
@@ -134,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "train":
             sub.add_argument("--gpus", type=int, default=1, help="GPUs on this machine to train on (accelerate)")
         sub.set_defaults(func=cmd_step)
+    speakers = _with_overrides(verbs.add_parser("speakers", help="who speaks how often in the recipe's stories"))
+    speakers.add_argument("--top", type=int, default=30, help="rows to show")
+    speakers.set_defaults(func=cmd_speakers)
+    discover = verbs.add_parser("discover", help="write the link list: every story where the character speaks")
+    _with_overrides(discover).set_defaults(func=cmd_discover)
     tiny = verbs.add_parser("tiny-model", help="build a tiny random model from a recipe's dataset text")
     tiny.add_argument("--recipe", default="demo", help="whose dataset text trains the tokenizer")
     tiny.add_argument("--arch", choices=ARCHS, default="llama", help="llama (the demo's) or a real gemma4 layout")

@@ -11,6 +11,7 @@ Same inputs + same recipe → byte-identical files (the manifest's sha256 prove 
 import json
 import math
 import random
+import shutil
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 class Sample:
     messages: list[dict]
     meta: dict
+
+    @property
+    def replies(self) -> list[str]:
+        """The assistant turns that are trained."""
+        return [m["content"] for m in self.messages if m["role"] == "assistant" and m.get("train", True)]
 
     def to_json(self, fmt: str) -> dict:
         if fmt == "sharegpt":
@@ -61,17 +67,22 @@ def render_user(template: str, context: str, character: str) -> str:
     return template.replace("{character}", character).replace("{context}", context)
 
 
-def filter_reason(reply: str, context: list[Line], options: DatasetOptions) -> str | None:
-    """Why a target line is not used (the manifest counts each reason), or None to keep it."""
+def reply_problem(reply: str, options: DatasetOptions) -> str | None:
+    """Why a reply is not trained on (the manifest counts each reason), or None."""
     if len(reply) < options.min_chars:
         return "too_short"
     if len(reply) > options.max_chars:
         return "too_long"
     if options.drop_punctuation_only and is_punctuation_only(reply):
         return "punctuation_only"
-    if len(context) < options.min_context_lines:
-        return "too_little_context"
     return None
+
+
+def filter_reason(reply: str, context: list[Line], options: DatasetOptions) -> str | None:
+    """Why a target line is not used, or None to keep it."""
+    if problem := reply_problem(reply, options):
+        return problem
+    return "too_little_context" if len(context) < options.min_context_lines else None
 
 
 def character_samples(lines: list[Line], spec: TroupeSpec) -> tuple[list[Sample], Counter]:
@@ -96,6 +107,75 @@ def character_samples(lines: list[Line], spec: TroupeSpec) -> tuple[list[Sample]
     return kept, dropped
 
 
+def scene_samples(lines: list[Line], spec: TroupeSpec) -> tuple[list[Sample], Counter]:
+    """Multi-turn samples: windows of up to `scene_lines` story lines where the character's lines are
+    assistant turns (`train: true`) and everyone else's are user turns (`[speaker]:text`), consecutive
+    lines of one side merged. Replies the filters reject stay as context with `train: false`."""
+    options, names = spec.dataset, set(spec.character.names)
+    system = [{"role": "system", "content": spec.prompt.system, "train": False}] if spec.prompt.system else []
+    kept, dropped, seen = [], Counter(), set()
+    for story in _stories(lines):
+        turns = _turns(story, names)
+        while turns and turns[0][0] == "assistant":  # a reply with nothing before it has no context
+            dropped["too_little_context"] += len(turns.pop(0)[1])
+        for window in _windows(turns, options.scene_lines):
+            messages = [*system, *(_scene_message(role, group, options, dropped) for role, group in window)]
+            key = json.dumps(messages, ensure_ascii=False)
+            if key in seen:
+                dropped["duplicate"] += 1
+            elif any(m["train"] for m in messages):
+                seen.add(key)
+                kept.append(Sample(messages, _meta(window[0][1][0])))
+    return kept, dropped
+
+
+def _turns(story: list[Line], names: set[str]) -> list[tuple[str, list[Line]]]:
+    """(role, lines) with consecutive lines of the same side merged into one turn."""
+    turns: list[tuple[str, list[Line]]] = []
+    for line in story:
+        role = "assistant" if line.kind == "speech" and line.speaker in names else "user"
+        if turns and turns[-1][0] == role:
+            turns[-1][1].append(line)
+        else:
+            turns.append((role, [line]))
+    return turns
+
+
+def _windows(turns: list[tuple[str, list[Line]]], max_lines: int) -> list[list[tuple[str, list[Line]]]]:
+    """Consecutive runs of turns of at most `max_lines` lines (a longer single turn stands alone),
+    each starting with a user turn and cut after its last assistant turn."""
+    windows, current, size = [], [], 0
+    for role, group in turns:
+        if role == "user" and current and size + len(group) > max_lines:
+            windows.append(current)
+            current, size = [], 0
+        current.append((role, group))
+        size += len(group)
+    windows.append(current)
+    return [_up_to_last_reply(w) for w in windows if any(role == "assistant" for role, _ in w)]
+
+
+def _up_to_last_reply(window: list[tuple[str, list[Line]]]) -> list[tuple[str, list[Line]]]:
+    last = max(i for i, (role, _) in enumerate(window) if role == "assistant")
+    return window[: last + 1]
+
+
+def _scene_message(role: str, group: list[Line], options: DatasetOptions, dropped: Counter) -> dict:
+    if role == "user":
+        return {"role": "user", "content": "\n".join(context_line(x, options) for x in group), "train": False}
+    text = "\n".join(x.text for x in group)
+    reason = reply_problem(text, options)
+    if reason:
+        dropped[reason] += len(group)
+    return {"role": "assistant", "content": text, "train": reason is None}
+
+
+def _meta(line: Line) -> dict:
+    meta = {"source": line.source, "index": line.index, "story": line.story}
+    meta.update({key: line.meta.get(key) for key in META_FIELDS})
+    return meta
+
+
 def _stories(lines: list[Line]) -> list[list[Line]]:
     """Lines grouped by (file, story), in reading order: context never crosses a story."""
     groups: dict[tuple[str, str], list[Line]] = {}
@@ -110,9 +190,7 @@ def _sample(line: Line, context: list[Line], spec: TroupeSpec) -> Sample:
     )
     system = [{"role": "system", "content": spec.prompt.system}] if spec.prompt.system else []
     messages = [*system, {"role": "user", "content": user}, {"role": "assistant", "content": line.text}]
-    meta = {"source": line.source, "index": line.index, "story": line.story}
-    meta.update({key: line.meta.get(key) for key in META_FIELDS})
-    return Sample(messages, meta)
+    return Sample(messages, _meta(line))
 
 
 # ---- splitting ---------------------------------------------------------------------------------
@@ -183,15 +261,50 @@ def is_current(recipe: Recipe) -> bool:
     return bool(manifest) and manifest.get("fingerprint") == fingerprint(recipe)
 
 
+def read_source(recipe: Recipe) -> converters.ReadResult:
+    """The recipe's story lines, through its converter (downloading what is not cached)."""
+    module, options = converter_options(recipe)
+    return module.read(options, read_context(recipe))
+
+
+def speaker_table(lines: list[Line], top: int) -> str:
+    """Speakers by number of lines (narration and on-screen text shown by kind), like the seed's
+    count_speakers.py: the names to put in troupe.character."""
+    counts = Counter(line.speaker or f"({line.kind})" for line in lines)
+    rows = [
+        f"{rank:>4}  {count:>6}  {count / len(lines):6.1%}  {name}"
+        for rank, (name, count) in enumerate(counts.most_common(top), start=1)
+    ]
+    return "\n".join(
+        [f"{'rank':>4}  {'lines':>6}  {'share':>6}  speaker", *rows, f"{len(counts)} speakers, {len(lines)} lines"]
+    )
+
+
+def discover_links(recipe: Recipe) -> tuple[Path, int, list[dict]]:
+    """Rewrite the recipe's link file with every story where the character speaks (converters that
+    have a story index only); returns (file, links written, stories that failed)."""
+    module, options = converter_options(recipe)
+    if not hasattr(module, "discover") or not getattr(options, "urls", None):
+        raise TroupeError(f"the {options.converter} converter cannot discover stories (it needs `urls:` and an index)")
+    links, failed = module.discover(options, read_context(recipe), recipe.spec.character.names)
+    header = (
+        f"# Stories where {recipe.spec.character.name} speaks, found by `troupe discover {recipe.slug}` in "
+        f"the {options.server} story index ({len(links)} links).\n"
+    )
+    path = recipe.root / options.urls
+    atomic_write_text(path, header + "".join(link + "\n" for link in links))
+    return path, len(links), failed
+
+
 def build(recipe: Recipe, command: str) -> dict:
     """Convert the recipe's source and write the dataset folder; returns the manifest."""
-    spec, (module, options) = recipe.spec, converter_options(recipe)
-    result = module.read(options, read_context(recipe))
+    spec, (_, options), result = recipe.spec, converter_options(recipe), read_source(recipe)
     lines, rejects = result.lines, result.rejects
     out = recipe.dataset_dir
     atomic_write_text(out / "rejects.jsonl", jsonl_text(r.to_json() for r in rejects))
     _fail_above_threshold(len(rejects), len(lines) + len(rejects), spec.dataset.reject_threshold, out)
-    samples, dropped = character_samples(lines, spec)
+    builder = scene_samples if spec.dataset.builder == "scene" else character_samples
+    samples, dropped = builder(lines, spec)
     if not samples:
         raise TroupeError(
             f"no samples: none of {len(lines)} lines is spoken by {spec.character.names} "
@@ -199,10 +312,11 @@ def build(recipe: Recipe, command: str) -> dict:
         )
     splits = split_samples(samples, spec.dataset.split)
     files = _write_splits(out, splits, spec.dataset.format)
+    write_stories(out / "stories", lines, spec.dataset)
     counts = {
         "lines": len(lines),
         "rejected": len(rejects),
-        "targets": len(samples) + sum(dropped.values()),
+        "targets": sum(line.kind == "speech" and line.speaker in spec.character.names for line in lines),
         "filtered": dict(sorted(dropped.items())),
         "samples": len(samples),
         **{name: len(splits[name]) for name in SPLITS},
@@ -219,6 +333,7 @@ def build(recipe: Recipe, command: str) -> dict:
         "dataset": spec.dataset.model_dump(mode="json"),
         "prompt": spec.prompt.model_dump(mode="json"),
         "counts": counts,
+        "leakage": leakage(splits),
         "files": files,
         "sources": result.sources,
         "missing": result.missing,
@@ -247,9 +362,31 @@ def _write_splits(out: Path, splits: dict[str, list[Sample]], fmt: str) -> dict:
     return files
 
 
+def leakage(splits: dict[str, list[Sample]]) -> dict:
+    """How many validation/test replies also occur, verbatim, as a train reply (seen in training)."""
+    train = {reply for sample in splits["train"] for reply in sample.replies}
+    return {
+        f"{name}_replies_in_train": sum(reply in train for s in splits[name] for reply in s.replies)
+        for name in ("validation", "test")
+    }
+
+
+def write_stories(folder: Path, lines: list[Line], options: DatasetOptions) -> None:
+    """Each story as read, for people (`<story>.txt`) and programs (`<story>.jsonl`)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for story in _stories(lines):
+        path = (folder / story[0].story).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            continue  # a story id that would leave the folder is never written
+        atomic_write_text(path.with_name(path.name + ".txt"), "".join(context_line(x, options) + "\n" for x in story))
+        atomic_write_text(path.with_name(path.name + ".jsonl"), jsonl_text(x.to_json() for x in story))
+
+
 def dataset_card(manifest: dict) -> str:
     """A short card.md: what the data is, how it was made, and how to rebuild it."""
     counts, options = manifest["counts"], manifest["dataset"]
+    leaks = manifest["leakage"]
+    leak_val, leak_test = leaks["validation_replies_in_train"], leaks["test_replies_in_train"]
     missing = f" ({len(manifest['missing'])} missing, listed in manifest.json)" if manifest["missing"] else ""
     split = options["split"]
     ratio, seed = "/".join(f"{split[name]:g}" for name in SPLITS), split["seed"]
@@ -270,6 +407,7 @@ with the `{manifest["converter"]}` converter from {len(manifest["sources"])} sou
 
 - story lines read: {counts["lines"]}; records rejected: {counts["rejected"]} (see `rejects.jsonl`)
 - character lines: {counts["targets"]}; kept: {counts["samples"]}; filtered: {filtered}
+- replies also in train (verbatim): validation {leak_val}, test {leak_test}
 - replies of {options["min_chars"]}–{options["max_chars"]} characters; split {ratio} by {split["by"]} (seed {seed})
 - rebuild: `{manifest["command"]}`
 """

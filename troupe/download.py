@@ -83,6 +83,8 @@ class Downloader:
 
     def fetch(self, item: Fetch) -> None:
         """Download, validate and atomically store one file; raise RuntimeError with the reason."""
+        for leftover in item.dest.parent.glob(f".{item.dest.name}.*.tmp"):  # from a run that was killed
+            leftover.unlink(missing_ok=True)
         reason = "no attempt made"
         for attempt in range(self.policy.attempts):
             if attempt:

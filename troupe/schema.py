@@ -47,8 +47,11 @@ class Split(StrictModel):
 
 
 class DatasetOptions(StrictModel):
-    builder: Literal["context"] = "context"
+    builder: Literal["context", "scene"] = Field(
+        "context", description="context: one reply per sample; scene: multi-turn windows of a story"
+    )
     context_lines: int = Field(3, ge=0, description="story lines before the target shown as context")
+    scene_lines: int = Field(12, ge=2, description="scene builder: story lines per sample, at most")
     min_context_lines: int = Field(1, ge=0, description="targets with fewer context lines are dropped")
     min_chars: int = Field(2, ge=0)
     max_chars: int = Field(300, ge=1)

@@ -74,7 +74,8 @@ def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Pr
     problems = slug_problems(recipe, where) + troupe_problems(recipe, where)
     problems += unknown_key_problems(recipe.axolotl, where) + axolotl_problems(resolved.config, where)
     problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
-    return problems + (dataset_file_problems(recipe, where) if need_data else [])
+    problems += dataset_shape_problems(recipe, where)
+    return problems + (dataset_file_problems(recipe, where) + base_model_problems(recipe, where) if need_data else [])
 
 
 def slug_problems(recipe: Recipe, where: str) -> list[Problem]:
@@ -231,6 +232,56 @@ def _local_chat_template(config: dict, root: Path) -> str:
     return ""
 
 
+def dataset_shape_problems(recipe: Recipe, where: str) -> list[Problem]:
+    """The Axolotl dataset entries must read what the troupe block writes: the field holding the
+    turns, and for scenes the per-message `train` flag (else filtered replies would be trained)."""
+    try:
+        options = TroupeSpec.parse(recipe.troupe).dataset
+    except ValidationError:
+        return []  # reported by troupe_problems
+    field, mapping = (
+        ("conversations", {"role": "from", "content": "value"})
+        if options.format == "sharegpt"
+        else ("messages", {"role": "role", "content": "content"})
+    )
+    problems = []
+    for list_name in DATASET_LISTS:
+        for i, entry in enumerate(recipe.axolotl.get(list_name) or []):
+            if not isinstance(entry, dict) or entry.get("type") != "chat_template":
+                continue
+            key = f"{list_name}[{i}]"
+            if entry.get("field_messages", "messages") != field:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{key}.field_messages",
+                        f"the {options.format} format keeps turns in '{field}'",
+                        f"set field_messages: {field}",
+                    )
+                )
+            actual = {"role": "role", "content": "content", **(entry.get("message_property_mappings") or {})}
+            if {k: actual[k] for k in mapping} != mapping:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{key}.message_property_mappings",
+                        f"does not match the {options.format} format",
+                        f"set message_property_mappings: {mapping}",
+                    )
+                )
+            if options.builder == "scene" and entry.get("message_field_training") != "train":
+                problems.append(
+                    Problem(
+                        where,
+                        f"{key}.message_field_training",
+                        "scene samples mark each reply with "
+                        "`train`; without it every reply, filtered ones too, is trained",
+                        "set message_field_training: train",
+                    )
+                )
+    return problems
+
+
 def dataset_file_problems(recipe: Recipe, where: str) -> list[Problem]:
     """Local dataset files the config names but that do not exist yet, with the command that makes them."""
     problems = []
@@ -247,3 +298,17 @@ def dataset_file_problems(recipe: Recipe, where: str) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def base_model_problems(recipe: Recipe, where: str) -> list[Problem]:
+    """A base model given as a local folder (absolute, ./…, or under models/) that is not there."""
+    base = str(recipe.axolotl.get("base_model") or "")
+    local = base.startswith(("/", "./", "../", "models/", "~"))
+    if not local or (recipe.root / Path(base).expanduser()).is_dir():
+        return []
+    fix = (
+        "build it: troupe tiny-model (make demo does)"
+        if base.startswith("models/")
+        else "put the model there, or use a hub id"
+    )
+    return [Problem(where, "base_model", f"{base} is not a model folder", fix)]
