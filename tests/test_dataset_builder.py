@@ -181,3 +181,13 @@ def test_scene_drops_replies_with_nothing_before_them():
     samples, dropped = scene_samples(lines, SCENE)
     assert len(samples) == 1 and samples[0].messages[1]["content"] == "[小禾]:嗯"
     assert dropped == {"too_little_context": 1}
+
+
+def test_speaker_table_counts_lines_per_speaker():
+    from troupe.dataset import speaker_table
+
+    lines = [line("闻钟", "甲", 0), line("小禾", "乙", 1), line("闻钟", "丙", 2), line(None, "丁", 3)]
+    table = speaker_table(lines, top=2).splitlines()
+    assert table[1].split() == ["1", "2", "50.0%", "闻钟"]
+    assert table[2].split()[-1] in ("小禾", "(narration)") and len(table) == 4
+    assert table[-1] == "3 speakers, 4 lines"

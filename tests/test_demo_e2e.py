@@ -130,3 +130,57 @@ def test_resolved_config_is_what_axolotl_received(demo):
     resolved = yaml.safe_load((root / "outputs" / "demo" / "config.resolved.yaml").read_text())
     assert "troupe" not in resolved and resolved["bf16"] is False and resolved["lora_mlp_kernel"] is False
     assert resolved["dataset_prepared_path"].startswith("datasets/demo/prepared/")
+
+
+def test_each_story_is_written_readable_and_structured(demo):
+    root, _ = demo
+    stories = root / "datasets" / "demo" / "stories"
+    assert sorted(p.name for p in stories.iterdir()) == [
+        f"level_demo_0{i}.{ext}" for i in (1, 2, 3) for ext in ("jsonl", "txt")
+    ]
+    first = json.loads((stories / "level_demo_01.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert set(first) == {"speaker", "text", "kind", "story", "index"}
+    assert "[闻钟]:" in (stories / "level_demo_01.txt").read_text(encoding="utf-8")
+
+
+def test_manifest_reports_leakage_between_splits(demo):
+    root, _ = demo
+    leakage = json.loads((root / "datasets" / "demo" / "manifest.json").read_text())["leakage"]
+    assert set(leakage) == {"validation_replies_in_train", "test_replies_in_train"}
+
+
+SCENE = [  # replies over 40 characters stay in the scene as context, untrained
+    "troupe.dataset.builder=scene",
+    "troupe.dataset.max_chars=40",
+    "datasets.0.message_field_training=train",
+    "test_datasets.0.message_field_training=train",
+]
+
+
+def test_scene_samples_train_exactly_the_flagged_replies(demo):
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    root, _ = demo
+    troupe("new", "scene", "--from", "demo", root=root)
+    troupe("convert", "scene", *SCENE, root=root)
+    troupe("preprocess", "scene", *SCENE, root=root)
+    flagged = Counter(
+        m["content"] + "<turn|>"
+        for split in ("train", "validation")
+        for r in read_jsonl(root / "datasets" / "scene" / f"{split}.jsonl")
+        for m in r["messages"]
+        if m["role"] == "assistant" and m["train"]
+    )
+    unflagged = [
+        m
+        for r in read_jsonl(root / "datasets" / "scene" / "train.jsonl")
+        for m in r["messages"]
+        if m["role"] == "assistant" and not m["train"]
+    ]
+    assert unflagged, "the demo story has replies the filters keep out of training"
+    tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
+    rows = prepared_rows(next((root / "datasets" / "scene" / "prepared").iterdir()))
+    trained = Counter(tokenizer.decode(span) for row in rows for span in trained_spans(row["input_ids"], row["labels"]))
+    assert trained == flagged
