@@ -203,7 +203,7 @@ def linked_stories(options: Options, root: Path) -> tuple[list[tuple[int, StoryR
     path = root / options.urls
     if not path.is_file():
         raise TroupeError(f"troupe.source.urls: {options.urls} does not exist (one ASTR link per line)")
-    return read_links(path.read_text(encoding="utf-8"))
+    return read_links(path.read_text(encoding="utf-8-sig"))
 
 
 def cache_path(ctx, ref: StoryRef) -> Path:

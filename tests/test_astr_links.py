@@ -76,3 +76,8 @@ def test_link_file_skips_comments_blanks_and_duplicates_and_numbers_refusals():
     refs, refused = read_links(text)
     assert refs == [(3, StoryRef("zh_CN", "obt/main/a")), (6, StoryRef("en_US", "obt/main/a"))]
     assert [(line, reason.split(" (")[0]) for line, _, reason in refused] == [(4, "no story in this link")]
+
+
+def test_windows_line_endings_and_trailing_notes_are_fine():
+    refs, refused = read_links(f"{SITE}#/zh_CN/content?f=obt/main/a  # 第一章\r\n\r\n{SITE}?f=obt/main/b\r\n")
+    assert [ref.story for _, ref in refs] == ["obt/main/a", "obt/main/b"] and not refused
