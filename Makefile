@@ -12,7 +12,7 @@ TROUPE := $(VENV)/bin/troupe
 SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
 
-export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP
+export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN
 .DEFAULT_GOAL := help
 .PHONY: help setup lock demo test list check new speakers discover convert preprocess train evaluate merge
 
@@ -65,8 +65,8 @@ convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
 preprocess: setup ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
 	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" $${DEBUG:+--debug}
 
-train: setup ## check, convert if needed, preprocess, train the LoRA (GPUS=N: one process per GPU)
-	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" --gpus "$${GPUS:-1}"
+train: setup ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2], DRY_RUN=1)
+	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} $${DRY_RUN:+--dry-run}
 
 evaluate: setup ## test loss/perplexity and test-set generations → outputs/<CHARACTER>/eval/
 	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS"

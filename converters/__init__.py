@@ -19,25 +19,33 @@ from types import ModuleType
 
 from troupe.errors import TroupeError
 from troupe.project import did_you_mean
-from troupe.records import Line, Reject
+from troupe.records import Line, Reject, Sample
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
 class ReadContext:
-    """What a converter may touch: the project root (inputs are relative to it) and its cache."""
+    """What a converter may touch: the project root (inputs are relative to it) and its cache, and
+    the recipe's system prompt (converters of ready conversations make it the one they carry)."""
 
     root: Path
     cache_dir: Path
+    system_prompt: str = ""
 
 
 @dataclass
 class ReadResult:
-    lines: list[Line]
+    lines: list[Line]  # story lines, for the character dataset builder …
     rejects: list[Reject]
     sources: list[dict]  # {"path", "sha256"} of every input read, paths relative (never machine paths)
     missing: list[dict] = field(default_factory=list)  # inputs that could not be fetched (allow_missing)
+    samples: list[Sample] = field(default_factory=list)  # … or ready samples (conversations, Q/A, texts)
+
+    @property
+    def records(self) -> int:
+        """Records read, good and rejected: the base of the reject rate."""
+        return len(self.lines) + len(self.samples) + len(self.rejects)
 
 
 def available() -> list[str]:

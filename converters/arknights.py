@@ -10,10 +10,8 @@ indented or on one line). Pure parsing (`parse_story`, `clean_text`) is separate
 so it is tested one story in, exact lines out.
 """
 
-import glob
 import json
 import re
-import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,12 +28,14 @@ from converters._astr import (
     reader_link,
     story_ref,
 )
+from converters._files import local_files
 from troupe.download import Downloader, Fetch, RetryPolicy, fetch_all
 from troupe.errors import TroupeError
 from troupe.files import sha256_file
 from troupe.project import relative_to_root
 from troupe.records import Line, Reject
 from troupe.schema import SourceOptions
+from troupe.text import fold_whitespace
 
 META_KEYS = {"storyCode": "story_code", "storyName": "story_name", "avgTag": "avg_tag", "eventName": "event_name"}
 ONSCREEN_PROPS = {"subtitle", "sticker"}
@@ -74,21 +74,6 @@ class Options(SourceOptions):
 TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
 NICKNAME_RE = re.compile(r"\{@nickname\}", re.IGNORECASE)
 NEWLINE_RE = re.compile(r"(\\r\\n|\\n|\\r|\r\n|\n|\r)")
-SPACE_RE = re.compile(r"\s+")
-SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+(?=[,.!?;:，。！？；：、…）)」』”])")
-
-
-def _is_wide(char: str) -> bool:
-    return unicodedata.east_asian_width(char) in ("W", "F")
-
-
-def _drop_spaces_between_wide(text: str) -> str:
-    """Chinese/Japanese text has no spaces: a folded newline between wide characters becomes nothing."""
-    return re.sub(r"(?<=\S) (?=\S)", lambda m: "" if _wide_neighbours(text, m.start()) else " ", text)
-
-
-def _wide_neighbours(text: str, at: int) -> bool:
-    return _is_wide(text[at - 1]) or _is_wide(text[at + 1])
 
 
 def clean_text(text: str, nickname: str = "博士") -> str:
@@ -96,10 +81,7 @@ def clean_text(text: str, nickname: str = "博士") -> str:
     whitespace (full-width too) trimmed and collapsed."""
     text = NICKNAME_RE.sub(nickname, text).replace("{@nbs}", " ")
     text = TAG_RE.sub("", text)
-    text = NEWLINE_RE.sub(" ", text)
-    text = SPACE_RE.sub(" ", text).strip()
-    text = SPACE_BEFORE_PUNCT_RE.sub("", text)
-    return _drop_spaces_between_wide(text)
+    return fold_whitespace(NEWLINE_RE.sub(" ", text))
 
 
 def story_records(data: Any) -> tuple[list, dict]:
@@ -188,17 +170,6 @@ def _decision(attrs: dict, options: Options) -> str:
 # ---- I/O edge ----------------------------------------------------------------------------------
 
 
-def local_files(options: Options, root: Path) -> list[Path]:
-    """The local files the recipe names, sorted; a pattern that matches nothing is an error."""
-    found: set[Path] = set()
-    for pattern in options.files:
-        matches = [Path(p) for p in glob.glob(str(root / pattern), recursive=True) if Path(p).is_file()]
-        if not matches:
-            raise TroupeError(f"troupe.source.files: '{pattern}' matches no file under {root}")
-        found.update(matches)
-    return sorted(found)
-
-
 def linked_stories(options: Options, root: Path) -> tuple[list[tuple[int, StoryRef]], list[tuple[int, str, str]]]:
     path = root / options.urls
     if not path.is_file():
@@ -213,7 +184,7 @@ def cache_path(ctx, ref: StoryRef) -> Path:
 def source_files(options: Options, ctx) -> list[Path]:
     """Every input file the dataset depends on (the link file and the cached stories, or local files)."""
     if options.files:
-        return local_files(options, ctx.root)
+        return local_files(options.files, ctx.root)
     refs, _ = linked_stories(options, ctx.root)
     return [ctx.root / options.urls, *[p for _, ref in refs if (p := cache_path(ctx, ref)).is_file()]]
 
@@ -279,7 +250,7 @@ def read(options: Options, ctx) -> ReadResult:
     """Parse every story; a file that is not JSON or not a story is one reject, never a crash."""
     missing = []
     if options.files:
-        stories = [(path, path.stem, relative_to_root(path, ctx.root)) for path in local_files(options, ctx.root)]
+        stories = [(path, path.stem, relative_to_root(path, ctx.root)) for path in local_files(options.files, ctx.root)]
     else:
         refs, missing = download(options, ctx)
         stories = [(cache_path(ctx, ref), ref.story_id, ref.json_path) for ref in refs]

@@ -1,7 +1,6 @@
 """troupe.dataset: lines in, exact samples out; splits; byte-identical output."""
 
 from troupe.dataset import (
-    Sample,
     character_samples,
     is_punctuation_only,
     render_user,
@@ -9,7 +8,7 @@ from troupe.dataset import (
     split_samples,
     split_sizes,
 )
-from troupe.records import Line
+from troupe.records import Line, Sample
 from troupe.schema import Split, TroupeSpec
 
 SPEC = TroupeSpec.parse(

@@ -64,3 +64,42 @@ def test_environment_turns_telemetry_and_wandb_off(project, monkeypatch):
     assert env["WANDB_MODE"] == "disabled" and env["HF_HUB_OFFLINE"] == "1"
     hub = run_env({"base_model": "google/gemma-4-E4B-it", "wandb_project": "mine"}, project)
     assert "WANDB_MODE" not in hub and "HF_HUB_OFFLINE" not in hub
+
+
+def test_several_gpus_render_with_a_shipped_parallel_setup(project):
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    from troupe.render import parallel_configs
+    from troupe.validate import check
+
+    assert set(parallel_configs()) >= {"zero2", "fsdp2"}
+    recipe = load_recipe("kaltsit")
+    for name in parallel_configs():
+        resolved = resolve(recipe, cuda=True, parallel=name)
+        assert check(recipe, resolved, need_data=False) == [], name
+        validate_config(DictDefault(resolved.config))
+        assert resolved.launcher_args(4) == [
+            "--launcher",
+            "accelerate",
+            "--",
+            "--num_processes",
+            "4",
+            "--num_machines",
+            "1",
+        ]
+    assert resolve(recipe, cuda=True, parallel="zero2").config["deepspeed"].endswith("configs/parallel/zero2.json")
+    assert resolve(recipe, cuda=True, parallel="fsdp2").config["fsdp_version"] == 2
+
+
+def test_dry_run_prints_the_multi_gpu_command(project, monkeypatch, capsys):
+    from troupe.cli import main
+
+    monkeypatch.setenv("TROUPE_DEVICE", "cuda")
+    assert main(["train", "kaltsit", "--gpus", "4", "--parallel", "zero2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "--launcher accelerate -- --num_processes 4" in out
+    assert "deepspeed:" in (project / "outputs" / "kaltsit" / "config.resolved.yaml").read_text()
+    monkeypatch.setenv("TROUPE_DEVICE", "cpu")
+    assert main(["train", "kaltsit", "--gpus", "4", "--dry-run"]) == 1
+    assert "needs CUDA GPUs" in capsys.readouterr().err

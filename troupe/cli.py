@@ -19,6 +19,7 @@ from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
 from troupe.recipe import load_recipe
+from troupe.render import parallel_configs
 from troupe.tiny import ARCHS
 
 
@@ -87,7 +88,7 @@ def cmd_step(args) -> int:
     if args.verb == "preprocess":
         pipeline.preprocess(recipe, debug=args.debug)
     elif args.verb == "train":
-        pipeline.train(recipe, gpus=args.gpus)
+        pipeline.train(recipe, gpus=args.gpus, parallel=args.parallel, dry_run=args.dry_run)
     else:
         {"convert": pipeline.convert, "evaluate": pipeline.evaluate, "merge": pipeline.merge}[args.verb](recipe)
     return 0
@@ -151,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--debug", action="store_true", help="show which tokens are trained")
         if verb == "train":
             sub.add_argument("--gpus", type=int, default=1, help="GPUs on this machine to train on (accelerate)")
+            sub.add_argument(
+                "--parallel", choices=sorted(parallel_configs()), help="multi-GPU setup (configs/parallel)"
+            )
+            sub.add_argument("--dry-run", action="store_true", help="write the resolved config, print the command")
         sub.set_defaults(func=cmd_step)
     speakers = _with_overrides(verbs.add_parser("speakers", help="who speaks how often in the recipe's stories"))
     speakers.add_argument("--top", type=int, default=30, help="rows to show")

@@ -14,7 +14,6 @@ import random
 import shutil
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import converters
@@ -23,29 +22,11 @@ from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, jsonl_text, sha256_bytes, sha256_file
 from troupe.project import relative_to_root
 from troupe.recipe import Recipe
-from troupe.records import Line
+from troupe.records import Line, Sample
 from troupe.schema import DatasetOptions, Split, TroupeSpec
 
 SPLITS = ("train", "validation", "test")
 META_FIELDS = ("story_code", "story_name", "avg_tag", "event_name")
-SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
-
-
-@dataclass(frozen=True)
-class Sample:
-    messages: list[dict]
-    meta: dict
-
-    @property
-    def replies(self) -> list[str]:
-        """The assistant turns that are trained."""
-        return [m["content"] for m in self.messages if m["role"] == "assistant" and m.get("train", True)]
-
-    def to_json(self, fmt: str) -> dict:
-        if fmt == "sharegpt":
-            turns = [{"from": SHAREGPT_ROLES[m["role"]], "value": m["content"]} for m in self.messages]
-            return {"conversations": turns, "meta": self.meta}
-        return {"messages": self.messages, "meta": self.meta}
 
 
 # ---- samples from lines ------------------------------------------------------------------------
@@ -196,6 +177,36 @@ def _sample(line: Line, context: list[Line], spec: TroupeSpec) -> Sample:
 # ---- splitting ---------------------------------------------------------------------------------
 
 
+def samples_of(result: converters.ReadResult, spec: TroupeSpec) -> tuple[list[Sample], Counter]:
+    """Samples from a converter's output: ready samples (deduplicated) or story lines through the
+    recipe's builder; an empty or mis-shaped result is an error that says what to check."""
+    if result.samples:
+        samples, dropped = _deduplicated(result.samples)
+        completion = samples[0].messages is None
+        if completion != (spec.dataset.format == "completion"):
+            kind = "plain texts" if completion else "conversations"
+            raise TroupeError(f"the converter wrote {kind}, but troupe.dataset.format is {spec.dataset.format!r}")
+        return samples, dropped
+    builder = scene_samples if spec.dataset.builder == "scene" else character_samples
+    samples, dropped = builder(result.lines, spec)
+    if not samples:
+        raise TroupeError(
+            f"no samples: none of {len(result.lines)} lines is spoken by {spec.character.names} "
+            f"(after filters: {dict(dropped)}); see `make speakers` for the names in the source"
+        )
+    return samples, dropped
+
+
+def _deduplicated(samples: list[Sample]) -> tuple[list[Sample], Counter]:
+    kept, seen = [], set()
+    for sample in samples:
+        key = json.dumps([sample.messages, sample.text], ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            kept.append(sample)
+    return kept, Counter({"duplicate": len(samples) - len(kept)} if len(kept) < len(samples) else {})
+
+
 def split_sizes(n: int, split: Split) -> tuple[int, int, int]:
     """80/10/10 of 3350 → (2680, 335, 335): train and validation floored, test takes the rest."""
     n_train = math.floor(n * split.train + 1e-9)
@@ -232,7 +243,8 @@ def _split_by_story(samples: list[Sample], split: Split, rng: random.Random) -> 
 
 
 def read_context(recipe: Recipe) -> converters.ReadContext:
-    return converters.ReadContext(root=recipe.root, cache_dir=recipe.root / "datasets" / ".cache")
+    cache = recipe.root / "datasets" / ".cache"
+    return converters.ReadContext(root=recipe.root, cache_dir=cache, system_prompt=recipe.spec.prompt.system)
 
 
 def converter_options(recipe: Recipe):
@@ -302,21 +314,17 @@ def build(recipe: Recipe, command: str) -> dict:
     lines, rejects = result.lines, result.rejects
     out = recipe.dataset_dir
     atomic_write_text(out / "rejects.jsonl", jsonl_text(r.to_json() for r in rejects))
-    _fail_above_threshold(len(rejects), len(lines) + len(rejects), spec.dataset.reject_threshold, out)
-    builder = scene_samples if spec.dataset.builder == "scene" else character_samples
-    samples, dropped = builder(lines, spec)
-    if not samples:
-        raise TroupeError(
-            f"no samples: none of {len(lines)} lines is spoken by {spec.character.names} "
-            f"(after filters: {dict(dropped)}); check troupe.character.name against the speakers"
-        )
+    _fail_above_threshold(len(rejects), result.records, spec.dataset.reject_threshold, out)
+    samples, dropped = samples_of(result, spec)
     splits = split_samples(samples, spec.dataset.split)
     files = _write_splits(out, splits, spec.dataset.format)
     write_stories(out / "stories", lines, spec.dataset)
     counts = {
+        "records": result.records,
         "lines": len(lines),
         "rejected": len(rejects),
-        "targets": sum(line.kind == "speech" and line.speaker in spec.character.names for line in lines),
+        "targets": sum(line.kind == "speech" and line.speaker in spec.character.names for line in lines)
+        or len(result.samples),
         "filtered": dict(sorted(dropped.items())),
         "samples": len(samples),
         **{name: len(splits[name]) for name in SPLITS},

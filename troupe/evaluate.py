@@ -27,7 +27,7 @@ ROLE_BY_SHAREGPT = {"system": "system", "human": "user", "user": "user", "gpt": 
 
 @dataclass(frozen=True)
 class TestCase:
-    prompt: list[dict]  # every turn before the last assistant turn
+    prompt: list[dict] | str  # every turn before the last reply, or a completion's opening text
     reference: str
     meta: dict
 
@@ -44,9 +44,21 @@ def test_cases(path: Path, limit: int | None) -> list[TestCase]:
         raise TroupeError(f"{path} does not exist; build the dataset first (troupe convert)")
     cases = []
     for record in read_jsonl(path)[:limit]:
-        messages = as_messages(record)
-        cases.append(TestCase(messages[:-1], messages[-1]["content"], record.get("meta", {})))
+        meta = record.get("meta", {})
+        if "text" in record:  # completion: the opening (e.g. a poem's title and author) is the prompt
+            prompt = meta.get("prompt", "")
+            cases.append(TestCase(prompt, record["text"][len(prompt) :], meta))
+        else:
+            messages = as_messages(record)
+            cases.append(TestCase(messages[:-1], messages[-1]["content"], meta))
     return cases
+
+
+def prompt_text(tokenizer, case: TestCase) -> str:
+    """What generation sees: the chat template with its generation prompt, or bos + the opening text."""
+    if isinstance(case.prompt, str):
+        return (tokenizer.bos_token or "") + case.prompt
+    return tokenizer.apply_chat_template(case.prompt, tokenize=False, add_generation_prompt=True)
 
 
 # ---- reply statistics (pure) ---------------------------------------------------------------------
@@ -93,15 +105,17 @@ def prompt_and_reply_ids(tokenizer, case: TestCase) -> tuple[list[int], list[int
     """Token ids of everything before the reply, and of the reply with its end-of-turn marker, cut
     from the full conversation as training renders it (some templates, e.g. Gemma 4's, render the
     generation prompt differently from a finished turn)."""
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    if isinstance(case.prompt, str):
+        return ids(prompt_text(tokenizer, case)), ids(case.reference)
     conversation = [*case.prompt, {"role": "assistant", "content": case.reference}]
     full = tokenizer.apply_chat_template(conversation, tokenize=False)
     at = full.rfind(case.reference.strip())
     if at < 0:
         raise TroupeError("the chat template does not render the reference reply verbatim; cannot score it")
-
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
     return ids(full[:at]), ids(full[at:].rstrip())
 
 
@@ -148,10 +162,7 @@ def generate(model, tokenizer, cases: list[TestCase], settings: Evaluate, stop_i
     )
     replies = []
     for start in tqdm(range(0, len(cases), settings.batch_size), desc=desc):
-        prompts = [
-            tokenizer.apply_chat_template(c.prompt, tokenize=False, add_generation_prompt=True)
-            for c in cases[start : start + settings.batch_size]
-        ]
+        prompts = [prompt_text(tokenizer, c) for c in cases[start : start + settings.batch_size]]
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.no_grad():
             out = model.generate(
@@ -212,7 +223,7 @@ def generations_csv(cases: list[TestCase], replies: dict[str, list[str]]) -> str
     writer = csv.writer(buffer)
     writer.writerow(["story", "index", "context", "reference", *replies])
     for i, case in enumerate(cases):
-        context = case.prompt[-1]["content"] if case.prompt else ""
+        context = case.prompt if isinstance(case.prompt, str) else case.prompt[-1]["content"]
         writer.writerow(
             [
                 case.meta.get("story", ""),

@@ -6,6 +6,7 @@ for this exact dataset is missing).
 """
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from troupe import dataset
 from troupe import evaluate as evaluation
 from troupe import merge as merging
 from troupe.engine import run_axolotl
-from troupe.errors import CheckFailed
+from troupe.errors import CheckFailed, TroupeError
+from troupe.project import relative_to_root
 from troupe.recipe import Recipe
-from troupe.render import Resolved, resolve, run_env, write_resolved
+from troupe.render import Resolved, first_stage, resolve, run_env, write_resolved
 from troupe.validate import check
 
 
@@ -24,13 +26,9 @@ def command_line(verb: str, recipe: Recipe) -> str:
     return " ".join(["troupe", verb, recipe.slug, *recipe.override_texts])
 
 
-def resolved(recipe: Recipe) -> Resolved:
-    return resolve(recipe, dataset.read_manifest(recipe))
-
-
-def checked(recipe: Recipe, need_data: bool = True) -> Resolved:
+def checked(recipe: Recipe, need_data: bool = True, parallel: str | None = None) -> Resolved:
     """The resolved config, or CheckFailed with every problem (dataset files only when `need_data`)."""
-    result = resolved(recipe)
+    result = resolve(recipe, dataset.read_manifest(recipe), parallel=parallel)
     problems = check(recipe, result, need_data)
     if problems:
         raise CheckFailed(problems)
@@ -43,7 +41,8 @@ def convert(recipe: Recipe) -> dict:
     counts = manifest["counts"]
     print(
         f"wrote {recipe.dataset_dir}: train {counts['train']}, validation {counts['validation']}, "
-        f"test {counts['test']} (lines {counts['lines']}, rejected {counts['rejected']}, filtered {counts['filtered']})"
+        f"test {counts['test']} (records read {counts['records']}, rejected {counts['rejected']}, "
+        f"filtered {counts['filtered'] or 'none'})"
     )
     return manifest
 
@@ -55,8 +54,10 @@ def ensure_dataset(recipe: Recipe) -> None:
         convert(recipe)
 
 
-def _prepare(recipe: Recipe) -> tuple[Resolved, Path, dict]:
-    result = checked(recipe)
+def _prepare(recipe: Recipe, parallel: str | None = None, need_data: bool = True, **changes):
+    """Check, resolve (plus per-step `changes`), write config.resolved.yaml; the run environment."""
+    result = checked(recipe, need_data, parallel)
+    result.config.update(changes)
     for note in result.notes:
         print(note)
     path = write_resolved(recipe, result)
@@ -74,14 +75,36 @@ def preprocess(recipe: Recipe, debug: bool = False) -> None:
     run_axolotl("preprocess", path, recipe.root, env, extra)
 
 
-def train(recipe: Recipe, gpus: int = 1) -> None:
+def train(recipe: Recipe, gpus: int = 1, parallel: str | None = None, dry_run: bool = False) -> None:
+    """Train, first training the stage this recipe starts from (`troupe.after`) if it has no adapter.
+    `dry_run` writes the resolved config and prints the command without running anything."""
+    if dry_run:
+        result, path, _ = _prepare(recipe, parallel, need_data=False)
+        print(f"$ axolotl train {shlex.join([str(path), *_launch(result, gpus)])}")
+        return
+    checked(recipe, need_data=False, parallel=parallel)  # before anything runs (a loop of stages is reported here)
+    first = first_stage(recipe)
+    if first and not (first.output_dir / "adapter_config.json").is_file():
+        print(
+            f"{recipe.slug} starts from {first.slug}'s adapter, which is not trained yet: training {first.slug} first"
+        )
+        train(first, gpus, parallel)
     ensure_dataset(recipe)
-    result, path, env = _prepare(recipe)
+    result, path, env = _prepare(recipe, parallel)
     if not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
         run_axolotl("preprocess", path, recipe.root, env, ["--no-download"])
     started = time.perf_counter()
-    run_axolotl("train", path, recipe.root, env, result.launcher_args(gpus))
+    run_axolotl("train", path, recipe.root, env, _launch(result, gpus))
     print(f"trained {recipe.slug} in {time.perf_counter() - started:.0f} s → {recipe.output_dir}")
+
+
+def _launch(result: Resolved, gpus: int) -> list[str]:
+    if gpus > 1 and not result.cuda:
+        raise TroupeError(
+            f"GPUS={gpus} needs CUDA GPUs and this machine has none (TROUPE_DEVICE=cuda with "
+            "--dry-run shows what would run)"
+        )
+    return result.launcher_args(gpus)
 
 
 def evaluate(recipe: Recipe) -> dict:
@@ -95,7 +118,8 @@ def evaluate(recipe: Recipe) -> dict:
 
 
 def merge(recipe: Recipe) -> Path:
-    _, path, env = _prepare(recipe)
+    # this recipe's own adapter (a two-stage recipe's lora_model_dir names the first stage's)
+    _, path, env = _prepare(recipe, lora_model_dir=relative_to_root(recipe.output_dir, recipe.root))
     run_axolotl("merge-lora", path, recipe.root, env)
     merged = recipe.output_dir / "merged"
     copied = merging.restore_tokenizer(recipe.output_dir, merged)

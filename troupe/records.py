@@ -1,9 +1,11 @@
-"""What converters produce: story lines (for the character dataset builder) and rejects."""
+"""What converters produce: story lines (for the character dataset builder), ready samples (for
+sources that are already conversations, Q/A pairs or texts), and rejects."""
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["speech", "narration", "onscreen", "choice"]
+SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,28 @@ class Reject:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training example: a conversation (`messages`), or a plain text for `type: completion`."""
+
+    messages: list[dict] | None
+    meta: dict
+    text: str | None = None
+
+    @property
+    def replies(self) -> list[str]:
+        """What is trained: the assistant turns not marked `train: false`, or the whole text."""
+        if self.messages is None:
+            return [self.text]
+        return [m["content"] for m in self.messages if m["role"] == "assistant" and m.get("train", True)]
+
+    def to_json(self, fmt: str) -> dict:
+        """The JSONL record: {"messages"}, {"conversations"} (ShareGPT) or {"text"}, each with "meta"."""
+        if fmt == "completion":
+            return {"text": self.text, "meta": self.meta}
+        if fmt == "sharegpt":
+            turns = [{"from": SHAREGPT_ROLES[m["role"]], "value": m["content"]} for m in self.messages]
+            return {"conversations": turns, "meta": self.meta}
+        return {"messages": self.messages, "meta": self.meta}

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import yaml
 
+from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, sha256_bytes
-from troupe.recipe import Recipe
+from troupe.project import did_you_mean, relative_to_root
+from troupe.recipe import Recipe, load_recipe
 
 CPU_SAFE = {
     "lora_mlp_kernel": False,
@@ -34,6 +36,7 @@ CPU_SAFE = {
     "torch_compile": False,
 }
 GPU_ONLY_PLUGIN_WORDS = ("liger", "cut_cross_entropy")
+PARALLEL_DIR = Path(__file__).resolve().parent.parent / "configs" / "parallel"
 
 
 @dataclass
@@ -51,9 +54,30 @@ class Resolved:
 
 
 def cuda_available() -> bool:
+    """CUDA is there; TROUPE_DEVICE=cuda|cpu renders as if it were (or were not), for dry runs."""
+    forced = os.environ.get("TROUPE_DEVICE")
+    if forced in ("cuda", "cpu"):
+        return forced == "cuda"
     import torch
 
     return torch.cuda.is_available()
+
+
+def parallel_configs() -> dict[str, Path]:
+    """Multi-GPU setups shipped in configs/parallel/, by name (the file name)."""
+    return {p.stem: p for p in sorted(PARALLEL_DIR.glob("*")) if p.suffix in (".json", ".yaml")}
+
+
+def parallel_settings(name: str, root: Path) -> dict:
+    """The Axolotl keys for a multi-GPU setup: `deepspeed: <file>` for a DeepSpeed JSON, or the
+    keys of a YAML file (FSDP)."""
+    configs = parallel_configs()
+    if name not in configs:
+        raise TroupeError(f"no parallel setup '{name}'{did_you_mean(name, configs)}; known: {', '.join(configs)}")
+    path = configs[name]
+    if path.suffix == ".json":
+        return {"deepspeed": relative_to_root(path, root)}
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def prepared_path(recipe: Recipe, manifest: dict) -> str:
@@ -79,10 +103,28 @@ def cpu_adjustments(config: dict) -> list[str]:
     return changed
 
 
-def resolve(recipe: Recipe, manifest: dict | None = None, cuda: bool | None = None) -> Resolved:
+def first_stage(recipe: Recipe) -> Recipe | None:
+    """The recipe named by `troupe.after`, with the same Axolotl-key overrides, if it exists."""
+    after = recipe.troupe.get("after")
+    if not isinstance(after, str):
+        return None
+    shared = [o.text for o in recipe.overrides if not o.key.startswith("troupe.")]
+    try:
+        return load_recipe(after, shared, root=recipe.root)
+    except TroupeError:
+        return None  # `troupe check` reports it
+
+
+def resolve(
+    recipe: Recipe, manifest: dict | None = None, cuda: bool | None = None, parallel: str | None = None
+) -> Resolved:
     """The Axolotl config for this recipe, overrides applied and troupe's adjustments made."""
     config = copy.deepcopy(recipe.axolotl)
+    if parallel:
+        config.update(parallel_settings(parallel, recipe.root))
     config.setdefault("output_dir", f"outputs/{recipe.slug}")
+    if (first := first_stage(recipe)) and "lora_model_dir" not in config:
+        config["lora_model_dir"] = relative_to_root(first.output_dir, recipe.root)  # start from its adapter
     notes = []
     if manifest:
         config["dataset_prepared_path"] = prepared_path(recipe, manifest)

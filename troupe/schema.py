@@ -60,7 +60,9 @@ class DatasetOptions(StrictModel):
     narration_label: str = "旁白"
     onscreen_label: str = "字幕"
     split: Split = Field(default_factory=Split)
-    format: Literal["messages", "sharegpt"] = "messages"
+    format: Literal["messages", "sharegpt", "completion"] = Field(
+        "messages", description="the split files' records: messages, ShareGPT conversations, or plain text"
+    )
     reject_threshold: float = Field(0.05, ge=0, le=1, description="fail when more records than this are rejected")
 
 
@@ -89,6 +91,11 @@ class TroupeSpec(StrictModel):
     """The whole `troupe:` block."""
 
     character: Character
+    after: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="a recipe whose trained adapter this one starts from (two-stage training)",
+    )
     source: SourceOptions
     dataset: DatasetOptions = Field(default_factory=DatasetOptions)
     prompt: Prompt = Field(default_factory=Prompt)

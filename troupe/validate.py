@@ -7,15 +7,16 @@ Axolotl's own `validate_config` on the resolved config.
 
 import copy
 import functools
+import json
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 import converters
 from troupe.errors import Problem, TroupeError
-from troupe.project import SLUG_RE, closest, did_you_mean, relative_to_root
+from troupe.project import SLUG_RE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
-from troupe.render import Resolved
+from troupe.render import Resolved, first_stage
 from troupe.schema import TroupeSpec
 
 DATASET_LISTS = ("datasets", "test_datasets")
@@ -73,8 +74,9 @@ def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Pr
     where = relative_to_root(recipe.path, recipe.root)
     problems = slug_problems(recipe, where) + troupe_problems(recipe, where)
     problems += unknown_key_problems(recipe.axolotl, where) + axolotl_problems(resolved.config, where)
+    problems += deepspeed_problems(resolved.config, recipe.root, where)
     problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
-    problems += dataset_shape_problems(recipe, where)
+    problems += dataset_shape_problems(recipe, where) + stage_problems(recipe, where)
     return problems + (dataset_file_problems(recipe, where) + base_model_problems(recipe, where) if need_data else [])
 
 
@@ -180,6 +182,25 @@ def axolotl_problems(config: dict, where: str) -> list[Problem]:
         return [Problem(where, "(config)", f"Axolotl rejects the config: {exc}", "change the keys it names")]
 
 
+def deepspeed_problems(config: dict, root: Path, where: str) -> list[Problem]:
+    """A DeepSpeed config is a file Axolotl only opens once GPUs are up: check it now."""
+    path = config.get("deepspeed")
+    if not isinstance(path, str):
+        return []
+    try:
+        json.loads((root / path).read_text(encoding="utf-8"))
+        return []
+    except (OSError, json.JSONDecodeError) as exc:
+        return [
+            Problem(
+                where,
+                "deepspeed",
+                f"{path} is not a readable DeepSpeed JSON file ({exc})",
+                "point it at a JSON file, e.g. configs/parallel/zero2.json (PARALLEL=zero2)",
+            )
+        ]
+
+
 def seed_problems(config: dict, where: str) -> list[Problem]:
     if config.get("seed") is not None:
         return []
@@ -230,6 +251,41 @@ def _local_chat_template(config: dict, root: Path) -> str:
         if folder.is_dir() and (folder / name).is_file():
             return (folder / name).read_text(encoding="utf-8", errors="replace")
     return ""
+
+
+def stage_problems(recipe: Recipe, where: str) -> list[Problem]:
+    """`troupe.after`: the first stage exists, shares the base model, and no chain loops."""
+    after = recipe.troupe.get("after")
+    if not isinstance(after, str):
+        return []
+    chain, current = [recipe.slug], recipe
+    while isinstance(after := current.troupe.get("after"), str):
+        if after in chain:
+            return [Problem(where, "troupe.after", f"stages loop: {' → '.join([*chain, after])}", "break the loop")]
+        current = first_stage(current)
+        if current is None:
+            known = recipe_names(recipe.root)
+            return [
+                Problem(
+                    where,
+                    "troupe.after",
+                    f"no recipe named '{after}'{did_you_mean(after, known)}",
+                    f"name one of: {', '.join(known)}",
+                )
+            ]
+        chain.append(after)
+    first = first_stage(recipe)
+    if first.axolotl.get("base_model") != recipe.axolotl.get("base_model"):
+        return [
+            Problem(
+                where,
+                "base_model",
+                f"differs from the first stage's ({first.axolotl.get('base_model')}): "
+                "its adapter cannot be loaded on another model",
+                f"use base_model: {first.axolotl.get('base_model')}",
+            )
+        ]
+    return []
 
 
 def dataset_shape_problems(recipe: Recipe, where: str) -> list[Problem]:

@@ -1,0 +1,24 @@
+"""OpenAI-style chat records (`{"messages": [{"role", "content"}]}`) as JSON lines or a JSON array.
+
+    troupe.source: {converter: messages, files: [recipes/elderly_companion/chats.jsonl]}
+
+Roles must be system/user/assistant, texts non-empty, at least one assistant turn; consecutive
+turns of one side are merged (or the record rejected: `alternation: reject`); the recipe's system
+prompt replaces each record's (`system: replace`), so training and inference use the same one.
+"""
+
+from converters import ReadResult
+from converters._chat import ChatOptions, read_conversations
+from converters._files import local_files
+
+
+class Options(ChatOptions):
+    pass
+
+
+def source_files(options: Options, ctx) -> list:
+    return local_files(options.files, ctx.root)
+
+
+def read(options: Options, ctx) -> ReadResult:
+    return read_conversations(options, ctx, "messages", "role", "content")
