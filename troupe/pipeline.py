@@ -91,7 +91,8 @@ def train(recipe: Recipe, gpus: int = 1, parallel: str | None = None, dry_run: b
         train(first, gpus, parallel)
     ensure_dataset(recipe)
     result, path, env = _prepare(recipe, parallel)
-    if not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
+    if gpus > 1 and not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
+        # one process tokenises; otherwise every GPU's process would (a single one does it in `train`)
         run_axolotl("preprocess", path, recipe.root, env, ["--no-download"])
     started = time.perf_counter()
     run_axolotl("train", path, recipe.root, env, _launch(result, gpus))

@@ -1,0 +1,89 @@
+"""Every seed recipe, offline on the tiny model: convert its own fixture → tokenise (only the trained
+turns carry labels) → 2 training steps → adapter written. `yoda` starts from `leprechaun`'s adapter."""
+
+import json
+import shutil
+
+import pytest
+from helpers import REPO, prepared_rows, trained_spans, troupe
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "base_model=models/tiny",
+    "eot_tokens=[<turn|>]",
+    "max_steps=2",
+    "num_epochs=1",
+    "micro_batch_size=2",
+    "gradient_accumulation_steps=1",
+    "sequence_len=2048",
+    "eval_steps=2",
+    "save_steps=2",
+    "warmup_steps=0",
+    "warmup_ratio=null",
+]
+CHAT_RECIPES = ["elderly_companion", "sherlock", "sherlock_qlora"]  # leprechaun: in the yoda test
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seeds")
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    troupe("convert", "demo", root=root)
+    troupe("tiny-model", root=root)
+    return root
+
+
+def records(root, slug: str, split: str) -> list[dict]:
+    return [json.loads(line) for line in (root / "datasets" / slug / f"{split}.jsonl").read_text("utf-8").splitlines()]
+
+
+def trained_texts(root, slug: str) -> list[str]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
+    rows = prepared_rows(next((root / "datasets" / slug / "prepared").iterdir()))
+    return [tokenizer.decode(span) for row in rows for span in trained_spans(row["input_ids"], row["labels"])]
+
+
+@pytest.mark.parametrize("slug", CHAT_RECIPES)
+def test_chat_recipe_trains_only_the_replies(root, slug):
+    troupe("train", slug, *TINY, root=root)
+    assert (root / "outputs" / slug / "adapter_model.safetensors").is_file()
+    replies = {
+        m.get("content", m.get("value"))
+        for split in ("train", "validation")
+        for r in records(root, slug, split)
+        for m in r.get("messages", r.get("conversations"))
+        if m.get("role", m.get("from")) in ("assistant", "gpt")
+    }
+    texts = trained_texts(root, slug)
+    assert texts and all(t.endswith("<turn|>") and t[: -len("<turn|>")] in replies for t in texts)
+
+
+def test_completion_recipe_trains_the_whole_poem(root):
+    troupe("train", "tang_poetry", *TINY, root=root)
+    assert (root / "outputs" / "tang_poetry" / "adapter_model.safetensors").is_file()
+    poems = [r["text"] for split in ("train", "validation") for r in records(root, "tang_poetry", split)]
+    texts = trained_texts(root, "tang_poetry")
+    assert len(texts) == len(poems) and all(any(poem in text for poem in poems) for text in texts)
+
+
+def adapter(root, slug: str) -> dict:
+    return load_file(root / "outputs" / slug / "adapter_model.safetensors")
+
+
+def test_yoda_trains_leprechaun_first_and_starts_from_its_adapter(root):
+    done = troupe("train", "yoda", *TINY, root=root)
+    assert "training leprechaun first" in done.stdout
+    assert all(t.endswith("<turn|>") for t in trained_texts(root, "leprechaun"))
+    leprechaun = adapter(root, "leprechaun")
+    assert any(tensor.abs().sum() > 0 for key, tensor in leprechaun.items() if "lora_B" in key)  # it trained
+    # With a learning rate of 0 yoda's weights never move: what it saves is what it started from.
+    troupe("train", "yoda", *TINY, "learning_rate=0", root=root)
+    yoda = adapter(root, "yoda")
+    assert yoda.keys() == leprechaun.keys() and all((yoda[k] == leprechaun[k]).all() for k in yoda)
+    troupe("train", "yoda", *TINY, "learning_rate=0", "troupe.after=null", root=root)
+    fresh = adapter(root, "yoda")
+    assert not all((fresh[k] == leprechaun[k]).all() for k in fresh)  # a fresh start is different
