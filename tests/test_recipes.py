@@ -57,3 +57,27 @@ def test_kaltsit_is_faithful_to_seed_000():
     assert (spec.dataset.split.train, spec.dataset.split.seed, spec.dataset.split.by) == (0.8, 42, "sample")
     assert spec.prompt.system.startswith("你正在扮演《明日方舟》中的凯尔希。") and spec.prompt.system.count("\n") == 8
     assert spec.prompt.user_template == "请根据上下文,以凯尔希的说话风格进行回复。\n\n上下文:\n{context}"
+
+
+def test_elderly_companion_lora_reproduces_the_seeds_trainable_parameter_count():
+    """Seed 001 trained 10,616,832 parameters; the recipe's LoRA on Qwen3.5-4B's real shapes (built
+    on the meta device: no weights, no download) must give exactly that."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+
+    cfg = load_recipe("elderly_companion", root=REPO).axolotl
+    shape = Qwen3_5TextConfig(
+        vocab_size=248320,
+        hidden_size=2560,
+        intermediate_size=9216,
+        num_hidden_layers=32,
+        num_attention_heads=16,
+        num_key_value_heads=4,
+        head_dim=256,
+    )
+    with torch.device("meta"):
+        model = Qwen3_5ForCausalLM(shape)
+    lora = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], target_modules=cfg["lora_target_modules"])
+    peft_model = get_peft_model(model, lora)
+    assert sum(p.numel() for p in peft_model.parameters() if p.requires_grad) == 10_616_832
