@@ -184,3 +184,113 @@ def test_scene_samples_train_exactly_the_flagged_replies(demo):
     rows = prepared_rows(next((root / "datasets" / "scene" / "prepared").iterdir()))
     trained = Counter(tokenizer.decode(span) for row in rows for span in trained_spans(row["input_ids"], row["labels"]))
     assert trained == flagged
+
+
+SYSTEM_KEYS = {
+    "test_loss",
+    "test_perplexity",
+    "bleu4",
+    "chrf",
+    "rouge_l",
+    "empty_rate",
+    "punctuation_only_rate",
+    "short_rate",
+    "mean_chars",
+    "length_ratio",
+    "top_repeated",
+    "distinct_1",
+    "distinct_2",
+    "copies_context_rate",
+    "memorised_rate",
+    "role_prefix_rate",
+    "template_leak_rate",
+    "ai_identity_rate",
+    "probe_leaks",
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(demo):
+    """`troupe evaluate demo` once more, now that the demo has merged: three systems."""
+    root, _ = demo
+    done = troupe("evaluate", "demo", root=root)
+    return root, done.stdout
+
+
+def test_evaluate_scores_base_adapter_and_merged(evaluated):
+    root, output = evaluated
+    eval_dir = root / "outputs" / "demo" / "eval"
+    assert {p.name for p in eval_dir.iterdir()} >= {"metrics.json", "generations.csv", "probes.json", "report.html"}
+    scores = json.loads((eval_dir / "metrics.json").read_text())
+    assert set(scores["systems"]) == {"base", "adapter", "merged"}
+    for name, values in scores["systems"].items():
+        assert SYSTEM_KEYS <= set(values), (name, SYSTEM_KEYS - set(values))
+    assert scores["merge_parity"]["identical_replies"] == 1.0 and scores["merge_parity"]["max_logit_diff"] < 1e-3
+    assert scores["style"]["available"] and 0 <= scores["style"]["held_out_accuracy"] <= 1
+    assert set(scores["style"]["systems"]) == {"base", "adapter", "merged", "references"}
+    assert "style adapter − base" in output and "perplexity" in output
+    probes = json.loads((eval_dir / "probes.json").read_text())
+    assert len(probes) == 4 and {"probe", "base", "adapter", "merged"} <= set(probes[0])
+    header = (eval_dir / "generations.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header == "story,index,context,reference,base,adapter,merged"
+
+
+def test_report_page_shows_the_summary_table(evaluated):
+    import shutil as which
+    import warnings
+    from html.parser import HTMLParser
+
+    root, _ = evaluated
+    report = root / "outputs" / "demo" / "eval" / "report.html"
+    chromium = which.which("chromium") or which.which("chromium-browser")
+    if chromium:
+        done = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                f"--user-data-dir={root / 'chromium'}",
+                "--dump-dom",
+                report.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        page, method = done.stdout, "rendered in headless Chromium"
+    else:
+        page, method = report.read_text(encoding="utf-8"), "parsed as HTML (Chromium is not installed)"
+        warnings.warn(f"report check: {method}", stacklevel=1)
+    print(f"report check: {method}")
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.in_summary, self.cells, self.images = False, [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.in_summary |= tag == "table" and ("id", "summary") in attrs
+            self.images += tag == "img" and any(k == "src" and v.startswith("data:image/png") for k, v in attrs)
+
+        def handle_endtag(self, tag):
+            self.in_summary &= tag != "table"
+
+        def handle_data(self, data):
+            if self.in_summary and data.strip():
+                self.cells.append(data.strip())
+
+    parser = Cells()
+    parser.feed(page)
+    assert {"base", "adapter", "merged", "test loss", "BLEU-4", "style P(character)"} <= set(parser.cells), method
+    assert parser.images == 2, method  # loss curves and the length histogram, inline
+
+
+def test_compare_lists_runs_side_by_side(evaluated):
+    root, _ = evaluated
+    done = troupe("compare", "demo", str(root / "outputs" / "demo"), root=root)
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "test", "loss"] and len(lines) == 3

@@ -9,10 +9,12 @@ troupe demo
 """
 
 import argparse
+import json
 import logging
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from troupe import pipeline
 from troupe.engine import StepFailed
@@ -112,6 +114,24 @@ def cmd_discover(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from troupe.evaluation.report import compare_table
+
+    print(compare_table({name: _metrics_of(name) for name in args.runs}))
+    return 0
+
+
+def _metrics_of(name: str) -> dict:
+    """metrics.json of a recipe's run, a run folder, or the file itself."""
+    path = Path(name)
+    if not path.exists():
+        path = load_recipe(name).output_dir
+    for candidate in (path, path / "metrics.json", path / "eval" / "metrics.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    raise TroupeError(f"no eval/metrics.json for '{name}'; run: make evaluate CHARACTER=<recipe>")
+
+
 def cmd_tiny_model(args) -> int:
     from troupe.demo import build_tiny
 
@@ -162,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     speakers.set_defaults(func=cmd_speakers)
     discover = verbs.add_parser("discover", help="write the link list: every story where the character speaks")
     _with_overrides(discover).set_defaults(func=cmd_discover)
+    compare = verbs.add_parser("compare", help="headline metrics of several evaluated runs side by side")
+    compare.add_argument("runs", nargs="+", help="recipe names, run folders (outputs/x) or metrics.json files")
+    compare.set_defaults(func=cmd_compare)
     tiny = verbs.add_parser("tiny-model", help="build a tiny random model from a recipe's dataset text")
     tiny.add_argument("--recipe", default="demo", help="whose dataset text trains the tokenizer")
     tiny.add_argument("--arch", choices=ARCHS, default="llama", help="llama (the demo's) or a real gemma4 layout")

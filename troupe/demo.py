@@ -12,6 +12,7 @@ from pathlib import Path
 
 from troupe import pipeline
 from troupe.errors import TroupeError
+from troupe.evaluation.report import training_log
 from troupe.recipe import Recipe, load_recipe
 from troupe.tiny import build_tiny_model, dataset_texts
 
@@ -50,7 +51,7 @@ def build_tiny(recipe: Recipe, arch: str = "llama", out: Path | None = None) -> 
 
 
 def demo_summary(recipe: Recipe, manifest: dict, metrics: dict, merged, timings: dict, seconds: float) -> str:
-    log = pipeline.training_log(recipe.output_dir)
+    log = training_log(recipe.output_dir)
     train_losses = [e["loss"] for e in log if "loss" in e]
     eval_losses = [e["eval_loss"] for e in log if "eval_loss" in e]
     steps = max((e.get("step", 0) for e in log), default=0)

@@ -50,7 +50,8 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
 
-def make_session(policy: RetryPolicy) -> requests.Session:
+def make_session(policy: RetryPolicy, methods: tuple[str, ...] = ("GET",)) -> requests.Session:
+    """A session whose requests retry with backoff on connection errors, timeouts, 429 and 5xx."""
     retry = Retry(
         total=policy.attempts,
         connect=policy.attempts,
@@ -58,7 +59,7 @@ def make_session(policy: RetryPolicy) -> requests.Session:
         status=policy.attempts,
         backoff_factor=policy.backoff,
         status_forcelist=RETRY_STATUSES,
-        allowed_methods=["GET"],
+        allowed_methods=list(methods),
         backoff_max=policy.max_retry_after,
         respect_retry_after_header=True,
         raise_on_status=False,

@@ -5,13 +5,11 @@ steps it needs (convert when the dataset is missing or stale, preprocess when th
 for this exact dataset is missing).
 """
 
-import json
 import shlex
 import time
 from pathlib import Path
 
-from troupe import dataset
-from troupe import evaluate as evaluation
+from troupe import dataset, evaluation
 from troupe import merge as merging
 from troupe.engine import run_axolotl
 from troupe.errors import CheckFailed, TroupeError
@@ -109,13 +107,11 @@ def _launch(result: Resolved, gpus: int) -> list[str]:
 
 
 def evaluate(recipe: Recipe) -> dict:
-    result, path, _ = _prepare(recipe)
-    metrics = evaluation.evaluate(
-        result.config, recipe.spec.evaluate, recipe.dataset_dir, recipe.output_dir, recipe.root
-    )
-    print(evaluation.summary_table(metrics))
-    print(f"wrote {recipe.output_dir / 'eval'}/metrics.json and generations.csv")
-    return metrics
+    result, _, _ = _prepare(recipe)
+    scores = evaluation.evaluate(recipe, result.config)
+    print(evaluation.summary_table(scores))
+    print(f"wrote {recipe.output_dir / 'eval'}: metrics.json, generations.csv, probes.json, report.html")
+    return scores
 
 
 def merge(recipe: Recipe) -> Path:
@@ -127,9 +123,3 @@ def merge(recipe: Recipe) -> Path:
     merging.verify_chat_template(recipe.output_dir, merged)
     print(f"merged model: {merged} (training tokenizer and chat template restored: {', '.join(copied)})")
     return merged
-
-
-def training_log(output_dir: Path) -> list[dict]:
-    """Axolotl's log history (loss per step, eval loss) from the newest checkpoint."""
-    states = sorted(output_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return json.loads(states[-1].read_text())["log_history"] if states else []

@@ -85,6 +85,10 @@ class Evaluate(StrictModel):
     repetition_penalty: float = Field(1.0, gt=0)
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test samples")
+    probes: list[str] | None = Field(None, description="red-team prompts; default: a set in the data's language")
+    parity_prompts: int = Field(4, ge=1, description="prompts on which merged and base+adapter logits are compared")
+    judge_items: int = Field(20, ge=1, description="test items the optional LLM judge scores (TROUPE_JUDGE_URL)")
+    judge_repeats: int = Field(3, ge=1, description="times the judge scores each item")
 
 
 class TroupeSpec(StrictModel):
