@@ -12,9 +12,10 @@ TROUPE := $(VENV)/bin/troupe
 SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
 
-export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN
+export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT
 .DEFAULT_GOAL := help
-.PHONY: help setup lock demo test list check new speakers discover convert preprocess train evaluate merge
+.PHONY: help setup lock demo test list check new speakers discover convert preprocess train evaluate merge \
+	share import verify serve chat
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -48,28 +49,43 @@ list: setup ## list the recipes
 	$(TROUPE) list
 
 check: setup ## report every problem in a recipe: make check CHARACTER=kaltsit
-	$(TROUPE) check "$$CHARACTER" --args "$$ARGS"
+	$(TROUPE) check "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
 
 new: setup ## copy a recipe: make new CHARACTER=amiya FROM=kaltsit [NAME=阿米娅] [FORCE=1]
 	$(TROUPE) new "$$CHARACTER" --from "$$FROM" $${NAME:+--name "$$NAME"} $${FORCE:+--force}
 
 speakers: setup ## who speaks how often in a recipe's stories (TOP=30)
-	$(TROUPE) speakers "$$CHARACTER" --args "$$ARGS" --top "$${TOP:-30}"
+	$(TROUPE) speakers "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --top "$${TOP:-30}"
 
 discover: setup ## rewrite the link list with every story where the character speaks (needs network)
-	$(TROUPE) discover "$$CHARACTER" --args "$$ARGS"
+	$(TROUPE) discover "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
 
 convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
-	$(TROUPE) convert "$$CHARACTER" --args "$$ARGS"
+	$(TROUPE) convert "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
 
 preprocess: setup ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
-	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" $${DEBUG:+--debug}
+	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} $${DEBUG:+--debug}
 
 train: setup ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2], DRY_RUN=1)
-	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} $${DRY_RUN:+--dry-run}
+	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} $${DRY_RUN:+--dry-run}
 
-evaluate: setup ## test loss/perplexity and test-set generations → outputs/<CHARACTER>/eval/
-	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS"
+evaluate: setup ## the character-fidelity report → outputs/<CHARACTER>/eval/ (metrics, generations, report.html)
+	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
 
 merge: setup ## merge the adapter → outputs/<CHARACTER>/merged/ (with the trained chat template)
-	$(TROUPE) merge "$$CHARACTER" --args "$$ARGS"
+	$(TROUPE) merge "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+
+share: setup ## outputs/<CHARACTER>/share/<CHARACTER>.recipe.yaml: recipe + link list + dataset lock, no data
+	$(TROUPE) share "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+
+import: setup ## add a shared recipe: make import FILE=kaltsit.recipe.yaml [FORCE=1] [ALLOW_UNSAFE=1]
+	$(TROUPE) import "$$FILE" $${FORCE:+--force} $${ALLOW_UNSAFE:+--allow-unsafe}
+
+verify: setup ## rebuild the dataset from source and compare with the lock (exit 1 naming what differs)
+	$(TROUPE) verify "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+
+serve: setup ## an OpenAI-compatible server for CHARACTER on 127.0.0.1 (PORT=8000)
+	$(TROUPE) serve "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --port "$${PORT:-8000}"
+
+chat: setup ## talk to CHARACTER in the terminal (/reset, /exit)
+	$(TROUPE) chat "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}

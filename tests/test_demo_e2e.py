@@ -294,3 +294,134 @@ def test_compare_lists_runs_side_by_side(evaluated):
     done = troupe("compare", "demo", str(root / "outputs" / "demo"), root=root)
     lines = done.stdout.splitlines()
     assert lines[0].split()[:3] == ["run", "test", "loss"] and len(lines) == 3
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    """`troupe serve demo` on a free port of 127.0.0.1, as a user would start it."""
+    import socket
+    import sys
+    import time
+
+    import requests
+
+    root, _ = demo
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "TROUPE_ROOT": str(root)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "troupe", "serve", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if requests.get(f"{base}/health", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def ask(base: str, **body):
+    import requests
+
+    payload = {"model": "demo", "messages": [{"role": "user", "content": "雾散了吗？"}], "max_tokens": 6, **body}
+    return requests.post(f"{base}/v1/chat/completions", json=payload, timeout=120)
+
+
+def test_server_lists_the_model_and_answers(server):
+    import requests
+
+    assert requests.get(f"{server}/v1/models", timeout=10).json()["data"][0]["id"] == "demo"
+    reply = ask(server).json()
+    assert reply["object"] == "chat.completion" and reply["choices"][0]["message"]["role"] == "assistant"
+    assert reply["usage"]["completion_tokens"] >= 1
+
+
+def test_server_streams_the_same_greedy_reply(server):
+    import requests
+
+    plain = ask(server).json()["choices"][0]["message"]["content"]
+    payload = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": "雾散了吗？"}],
+        "max_tokens": 6,
+        "stream": True,
+    }
+    with requests.post(f"{server}/v1/chat/completions", json=payload, stream=True, timeout=120) as response:
+        events = [
+            line[len("data: ") :] for line in response.iter_lines(decode_unicode=True) if line.startswith("data: ")
+        ]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e)["choices"][0]["delta"] for e in events[:-1]]
+    assert chunks[0] == {"role": "assistant"} and "".join(c.get("content", "") for c in chunks).strip() == plain
+
+
+def test_server_answers_fifty_concurrent_requests(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        codes = list(
+            pool.map(
+                lambda i: ask(server, messages=[{"role": "user", "content": f"第{i}问"}], max_tokens=3).status_code,
+                range(50),
+            )
+        )
+    assert codes == [200] * 50
+
+
+def test_server_refuses_bad_requests_and_stays_up(server):
+    import requests
+
+    url = f"{server}/v1/chat/completions"
+    bad_json = requests.post(url, data="{not json", headers={"Content-Type": "application/json"}, timeout=30)
+    assert bad_json.status_code == 400 and "error" in bad_json.json()
+    assert ask(server, model="gpt-4").status_code == 404
+    assert ask(server, max_tokens=10**6).status_code == 400
+    assert ask(server, messages=[]).status_code == 400
+    assert ask(server, messages=[{"role": "wizard", "content": "x"}]).status_code == 400
+    assert requests.get(f"{server}/health", timeout=10).json()["status"] == "ok"
+    assert ask(server).status_code == 200
+
+
+def test_system_prompt_applied_unless_the_request_brings_one(demo):
+    from troupe.recipe import load_recipe
+    from troupe.serve import Character
+
+    root, _ = demo
+    character = Character(load_recipe("demo", root=root))
+    with_recipe = character.tokenizer.decode(character.prompt_ids([{"role": "user", "content": "你好"}]))
+    own = character.tokenizer.decode(
+        character.prompt_ids([{"role": "system", "content": "另一个设定"}, {"role": "user", "content": "你好"}])
+    )
+    assert "你正在扮演《雾港夜话》中的闻钟" in with_recipe and "另一个设定" in own and "雾港夜话" not in own
+
+
+def test_terminal_chat_keeps_history_resets_and_exits(demo):
+    root, _ = demo
+    env = {**os.environ, "TROUPE_ROOT": str(root)}
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "troupe", "chat", "demo"],
+        input="你好\n/reset\n雾大吗？\n/exit\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0
+    assert done.stdout.count("闻钟> ") == 2 and "(forgotten)" in done.stdout
+
+
+def test_vllm_command_for_the_merged_model(demo):
+    root, _ = demo
+    done = troupe("vllm", "demo", root=root)
+    assert done.stdout.strip() == f"vllm serve {root / 'outputs' / 'demo' / 'merged'} --served-model-name demo"

@@ -31,7 +31,7 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 
 def recipe_of(args: argparse.Namespace):
-    return load_recipe(args.recipe, overrides_of(args))
+    return load_recipe(args.recipe, overrides_of(args), allow_unsafe=getattr(args, "allow_unsafe", False))
 
 
 def cmd_list(args) -> int:
@@ -114,6 +114,65 @@ def cmd_discover(args) -> int:
     return 0
 
 
+def cmd_share(args) -> int:
+    from troupe.share import share
+
+    recipe = recipe_of(args)
+    path = share(recipe)
+    print(
+        f"wrote {relative_to_root(path, recipe.root)}: the recipe, its link list and the dataset lock; send that file"
+    )
+    return 0
+
+
+def cmd_import(args) -> int:
+    from troupe.share import import_share
+
+    root = project_root()
+    dest = import_share(Path(args.file), root, force=args.force, allow_unsafe=args.allow_unsafe)
+    slug = dest.stem
+    print(
+        f"wrote {relative_to_root(dest, root)}; next: make verify CHARACTER={slug} (rebuilds the dataset and "
+        "compares it with the lock)"
+    )
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from troupe.share import verify
+
+    recipe = recipe_of(args)
+    found = verify(recipe, pipeline.command_line("convert", recipe))
+    for line in found:
+        print(f"  differs: {line}", file=sys.stderr)
+    if found:
+        print(f"{recipe.slug}: the rebuilt dataset differs from the lock ({len(found)} difference(s))", file=sys.stderr)
+        return 1
+    print(f"{recipe.slug}: the rebuilt dataset is identical to the lock")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from troupe.serve import serve
+
+    serve(recipe_of(args), args.port)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from troupe.serve import chat
+
+    chat(recipe_of(args))
+    return 0
+
+
+def cmd_vllm(args) -> int:
+    from troupe.serve import vllm_command
+
+    print(vllm_command(recipe_of(args)))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from troupe.evaluation.report import compare_table
 
@@ -182,6 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
     speakers.set_defaults(func=cmd_speakers)
     discover = verbs.add_parser("discover", help="write the link list: every story where the character speaks")
     _with_overrides(discover).set_defaults(func=cmd_discover)
+    _with_overrides(verbs.add_parser("share", help="one self-contained recipe file with a dataset lock")).set_defaults(
+        func=cmd_share
+    )
+    imported = verbs.add_parser("import", help="add a shared recipe to recipes/ (after the safety policy)")
+    imported.add_argument("file", help="a <slug>.recipe.yaml written by `troupe share`")
+    imported.add_argument("--force", action="store_true", help="overwrite an existing recipe")
+    imported.add_argument("--allow-unsafe", action="store_true", help="trust this recipe (see troupe/policy.py)")
+    imported.set_defaults(func=cmd_import)
+    _with_overrides(verbs.add_parser("verify", help="rebuild the dataset and compare it with the lock")).set_defaults(
+        func=cmd_verify
+    )
+    served = _with_overrides(verbs.add_parser("serve", help="an OpenAI-compatible server on 127.0.0.1"))
+    served.add_argument("--port", type=int, default=8000)
+    served.set_defaults(func=cmd_serve)
+    _with_overrides(verbs.add_parser("chat", help="talk to the character in the terminal")).set_defaults(func=cmd_chat)
+    _with_overrides(verbs.add_parser("vllm", help="print the vLLM command that serves the character")).set_defaults(
+        func=cmd_vllm
+    )
     compare = verbs.add_parser("compare", help="headline metrics of several evaluated runs side by side")
     compare.add_argument("runs", nargs="+", help="recipe names, run folders (outputs/x) or metrics.json files")
     compare.set_defaults(func=cmd_compare)
@@ -203,6 +280,7 @@ def _with_overrides(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="key=value", help="override recipe keys (troupe.* reach the troupe block)"
     )
     sub.add_argument("--args", default="", help="overrides as one string (the Makefile's ARGS)")
+    sub.add_argument("--allow-unsafe", action="store_true", help="trust this recipe (see troupe/policy.py)")
     return sub
 
 

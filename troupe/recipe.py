@@ -17,6 +17,7 @@ from troupe.project import project_root, resolve_recipe
 from troupe.schema import TroupeSpec
 
 MAX_RECIPE_BYTES = 1_000_000
+MAX_RECIPE_NODES = 100_000  # after expanding YAML aliases: no recipe is near this; an alias bomb is
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Recipe:
     troupe: dict
     axolotl: dict
     overrides: list[Override] = field(default_factory=list)
+    allow_unsafe: bool = False  # the user trusts this recipe (see troupe.policy)
 
     @property
     def slug(self) -> str:
@@ -50,16 +52,36 @@ class Recipe:
 
 
 def read_yaml(path: Path) -> object:
-    """Safe YAML only; a file too large to be a recipe is refused before parsing."""
+    """Safe YAML only; a file too large to be a recipe, or one whose aliases expand past
+    MAX_RECIPE_NODES values (a "billion laughs" bomb), is refused."""
     if path.stat().st_size > MAX_RECIPE_BYTES:
         raise TroupeError(f"{path}: larger than {MAX_RECIPE_BYTES} bytes; not a recipe")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise TroupeError(f"{path}: not valid YAML: {exc}") from None
+    if expanded_size(data, MAX_RECIPE_NODES) > MAX_RECIPE_NODES:
+        raise TroupeError(f"{path}: its YAML aliases expand to more than {MAX_RECIPE_NODES} values; refused")
+    return data
 
 
-def load_recipe(name_or_path: str, overrides: list[str] = (), root: Path | None = None) -> Recipe:
+def expanded_size(data: object, limit: int) -> int:
+    """Values in `data` with every alias expanded, counting stops just past `limit` (so a bomb is
+    never walked through)."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            stack += node
+    return count
+
+
+def load_recipe(
+    name_or_path: str, overrides: list[str] = (), root: Path | None = None, allow_unsafe: bool = False
+) -> Recipe:
     """Find, read and split a recipe, then apply `key=value` overrides (`troupe.*` reach the block)."""
     root = root or project_root()
     path = resolve_recipe(name_or_path, root)
@@ -71,4 +93,5 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), root: Path | None 
     for override in parsed:
         apply_override(data, override)
     block = data.pop("troupe", None)
-    return Recipe(path=path, root=root, troupe=block if isinstance(block, dict) else {}, axolotl=data, overrides=parsed)
+    block = block if isinstance(block, dict) else {}
+    return Recipe(path=path, root=root, troupe=block, axolotl=data, overrides=parsed, allow_unsafe=allow_unsafe)

@@ -110,7 +110,7 @@ def first_stage(recipe: Recipe) -> Recipe | None:
         return None
     shared = [o.text for o in recipe.overrides if not o.key.startswith("troupe.")]
     try:
-        return load_recipe(after, shared, root=recipe.root)
+        return load_recipe(after, shared, root=recipe.root, allow_unsafe=recipe.allow_unsafe)
     except TroupeError:
         return None  # `troupe check` reports it
 

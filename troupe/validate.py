@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 import converters
+from troupe import policy
 from troupe.errors import Problem, TroupeError
 from troupe.project import SLUG_RE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
@@ -77,6 +78,8 @@ def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Pr
     problems += deepspeed_problems(resolved.config, recipe.root, where)
     problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
     problems += dataset_shape_problems(recipe, where) + stage_problems(recipe, where)
+    if not recipe.allow_unsafe:
+        problems += policy.problems(recipe.axolotl, recipe.troupe, recipe.root, where)
     return problems + (dataset_file_problems(recipe, where) + base_model_problems(recipe, where) if need_data else [])
 
 
@@ -178,8 +181,9 @@ def axolotl_problems(config: dict, where: str) -> list[Problem]:
         return []
     except ValidationError as exc:
         return [_pydantic_problem(error, BaseModel, where, "", " (Axolotl's validator)") for error in exc.errors()]
-    except (ValueError, TypeError, ImportError) as exc:
-        return [Problem(where, "(config)", f"Axolotl rejects the config: {exc}", "change the keys it names")]
+    except Exception as exc:  # noqa: BLE001 — Axolotl's validators can fail in any way on odd input
+        return [Problem(where, "(config)", f"Axolotl rejects the config: {type(exc).__name__}: {exc}",
+                        "change the keys it names")]
 
 
 def deepspeed_problems(config: dict, root: Path, where: str) -> list[Problem]:
