@@ -35,10 +35,9 @@ sys.path.insert(0, str(REPO))
 
 # Gemma-4-E4B text decoder as published (42 layers: 5 sliding + 1 global, ×7; 18 layers share KV),
 # vision and audio towers as published; the tiny shape is troupe's test model.
+E4B_VOCAB = 262_144
 E4B = {
     "text": dict(
-        vocab_size=262_144,
-        vocab_size_per_layer_input=262_144,
         hidden_size=2560,
         intermediate_size=10_240,
         num_hidden_layers=42,
@@ -116,16 +115,8 @@ def build_model(folder: Path, shape: str, samples: list[dict]) -> dict:
     """Tokenizer + random-initialised Gemma 4 of the chosen shape; returns what was built."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        Gemma4AudioConfig,
-        Gemma4Config,
-        Gemma4ForConditionalGeneration,
-        Gemma4TextConfig,
-        Gemma4VisionConfig,
-        PreTrainedTokenizerFast,
-    )
 
-    from troupe.tiny import BASE_TOKENS, GEMMA4_TOKENS, build_tiny_model
+    from troupe.tiny import BASE_TOKENS, GEMMA4_TOKENS, build_tiny_model, gemma4_model, wrap_tokenizer
 
     if shape == "tiny":  # Axolotl cannot load Gemma 4's processor without a CUDA torchvision: the demo's model
         build_tiny_model(folder, [m["content"] for s in samples for m in s["messages"]], arch="llama")
@@ -138,34 +129,13 @@ def build_model(folder: Path, shape: str, samples: list[dict]) -> dict:
     chars = sorted({ch for s in samples for m in s["messages"] for ch in m["content"]})
     special = [*BASE_TOKENS, *GEMMA4_TOKENS]
     vocab = {tok: i for i, tok in enumerate(special + chars)}
-    vocab.update({f"<unused{i}>": i for i in range(len(vocab), E4B["text"]["vocab_size"])})
+    vocab.update({f"<unused{i}>": i for i in range(len(vocab), E4B_VOCAB)})  # Gemma's 262,144 entries
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token per character, like Gemma for CJK
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        additional_special_tokens=special[4:],
-    )
-    tokenizer.chat_template = get_chat_template("gemma4")
-    ids = tokenizer.convert_tokens_to_ids
-    config = Gemma4Config(
-        text_config=Gemma4TextConfig(**E4B["text"], pad_token_id=0, bos_token_id=2, eos_token_id=[1, ids("<turn|>")]),
-        vision_config=Gemma4VisionConfig(**E4B["vision"]),
-        audio_config=Gemma4AudioConfig(**E4B["audio"]),
-        boi_token_id=ids("<|image>"),
-        eoi_token_id=ids("<image|>"),
-        image_token_id=ids("<|image|>"),
-        video_token_id=ids("<|video|>"),
-        boa_token_id=ids("<|audio>"),
-        eoa_token_index=ids("<audio|>"),
-        audio_token_id=ids("<|audio|>"),
-    )
+    tokenizer = wrap_tokenizer(core, special, get_chat_template("gemma4"))
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = Gemma4ForConditionalGeneration(config).to(torch.bfloat16)
+        model = gemma4_model(tokenizer, E4B).to(torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return {

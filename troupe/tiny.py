@@ -53,6 +53,40 @@ LLAMA_SHAPE = dict(
     num_key_value_heads=2,
     max_position_embeddings=2048,
 )
+GEMMA4_TINY = {
+    "text": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        global_head_dim=32,
+        hidden_size_per_layer_input=16,
+        sliding_window=64,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=2048,
+    ),
+    "vision": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        patch_size=4,
+        position_embedding_size=64,
+    ),
+    "audio": dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        output_proj_dims=32,
+        subsampling_conv_channels=[8, 4],
+        attention_chunk_size=4,
+        attention_context_left=5,
+    ),
+}
 ARCHS = ("llama", "gemma4")
 
 
@@ -66,34 +100,37 @@ def dataset_texts(dataset_dir: Path) -> list[str]:
     return texts
 
 
+def wrap_tokenizer(core, special: list[str], chat_template: str):
+    """A `tokenizers` tokenizer as a transformers one with the special tokens and chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    named = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+    others = [token for token in special if token not in named.values()]
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, additional_special_tokens=others, **named)
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
 def train_tokenizer(
     texts: list[str], vocab_size: int, extra_tokens: list[str] = (), chat_template: str = CHAT_TEMPLATE
 ):
     """A byte-level BPE (any text encodes, nothing is unknown) wrapped as a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     special = [*BASE_TOKENS, *extra_tokens]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=special,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
     )
-    bpe.train_from_iterator(texts, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        additional_special_tokens=special[4:],
-    )
-    tokenizer.chat_template = chat_template
-    return tokenizer
+    return wrap_tokenizer(bpe, special, chat_template)
 
 
 def _token_ids(tokenizer) -> dict:
@@ -115,8 +152,9 @@ def llama_model(tokenizer):
     )
 
 
-def gemma4_model(tokenizer):
-    """Gemma4ForConditionalGeneration with tiny text, vision and audio towers."""
+def gemma4_model(tokenizer, shape: dict = GEMMA4_TINY):
+    """Gemma4ForConditionalGeneration with the text, vision and audio tower sizes of `shape`
+    (troupe's tiny one by default; bench/train_speed.py passes the published E4B sizes)."""
     from transformers import (
         Gemma4AudioConfig,
         Gemma4Config,
@@ -127,44 +165,18 @@ def gemma4_model(tokenizer):
 
     ids = tokenizer.convert_tokens_to_ids
     text = Gemma4TextConfig(
-        vocab_size=len(tokenizer),
-        vocab_size_per_layer_input=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        global_head_dim=32,
-        hidden_size_per_layer_input=16,
-        sliding_window=64,
-        layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=2048,
-        **{**_token_ids(tokenizer), "eos_token_id": _stop_ids(tokenizer)},
-    )
-    vision = Gemma4VisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=16,
-        patch_size=4,
-        position_embedding_size=64,
-    )
-    audio = Gemma4AudioConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        output_proj_dims=32,
-        subsampling_conv_channels=[8, 4],
-        attention_chunk_size=4,
-        attention_context_left=5,
+        **{
+            "vocab_size": len(tokenizer),
+            "vocab_size_per_layer_input": len(tokenizer),
+            **shape["text"],
+            **_token_ids(tokenizer),
+            "eos_token_id": _stop_ids(tokenizer),
+        }
     )
     config = Gemma4Config(
         text_config=text,
-        vision_config=vision,
-        audio_config=audio,
+        vision_config=Gemma4VisionConfig(**shape["vision"]),
+        audio_config=Gemma4AudioConfig(**shape["audio"]),
         boi_token_id=ids("<|image>"),
         eoi_token_id=ids("<image|>"),
         image_token_id=ids("<|image|>"),

@@ -182,8 +182,14 @@ def axolotl_problems(config: dict, where: str) -> list[Problem]:
     except ValidationError as exc:
         return [_pydantic_problem(error, BaseModel, where, "", " (Axolotl's validator)") for error in exc.errors()]
     except Exception as exc:  # noqa: BLE001 — Axolotl's validators can fail in any way on odd input
-        return [Problem(where, "(config)", f"Axolotl rejects the config: {type(exc).__name__}: {exc}",
-                        "change the keys it names")]
+        return [
+            Problem(
+                where,
+                "(config)",
+                f"Axolotl rejects the config: {type(exc).__name__}: {exc}",
+                "change the keys it names",
+            )
+        ]
 
 
 def deepspeed_problems(config: dict, root: Path, where: str) -> list[Problem]:
