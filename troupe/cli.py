@@ -207,58 +207,65 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="troupe", description="Turn story text into a character LoRA (Axolotl recipes)."
-    )
+    parser = argparse.ArgumentParser(prog="troupe", description="Turn story text into a character LoRA (Axolotl).")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="verb")
+    _recipe_verbs(verbs)
+    _pipeline_verbs(verbs)
+    _sharing_and_serving_verbs(verbs)
+    _tool_verbs(verbs)
+    return parser
+
+
+def _recipe_verb(verbs, name: str, text: str, func) -> argparse.ArgumentParser:
+    """A verb that takes a recipe, `key=value` overrides, --args and --allow-unsafe."""
+    sub = _with_overrides(verbs.add_parser(name, help=text))
+    sub.set_defaults(func=func)
+    return sub
+
+
+def _recipe_verbs(verbs) -> None:
     verbs.add_parser("list", help="list recipes").set_defaults(func=cmd_list)
-    _with_overrides(verbs.add_parser("check", help="report every problem in a recipe")).set_defaults(func=cmd_check)
+    _recipe_verb(verbs, "check", "report every problem in a recipe", cmd_check)
     new = verbs.add_parser("new", help="copy a recipe to start a new character")
     new.add_argument("slug")
     new.add_argument("--from", dest="source", required=True, help="recipe to copy")
     new.add_argument("--name", help="the new character's display name")
     new.add_argument("--force", action="store_true", help="overwrite an existing recipe")
     new.set_defaults(func=cmd_new)
-    for verb, text in (
-        ("convert", "build the dataset"),
-        ("preprocess", "tokenise with Axolotl"),
-        ("train", "convert if needed, preprocess, train"),
-        ("evaluate", "test loss and generations"),
-        ("merge", "merge the adapter into the base model"),
-    ):
-        sub = _with_overrides(verbs.add_parser(verb, help=text))
-        if verb == "preprocess":
-            sub.add_argument("--debug", action="store_true", help="show which tokens are trained")
-        if verb == "train":
-            sub.add_argument("--gpus", type=int, default=1, help="GPUs on this machine to train on (accelerate)")
-            sub.add_argument(
-                "--parallel", choices=sorted(parallel_configs()), help="multi-GPU setup (configs/parallel)"
-            )
-            sub.add_argument("--dry-run", action="store_true", help="write the resolved config, print the command")
-        sub.set_defaults(func=cmd_step)
-    speakers = _with_overrides(verbs.add_parser("speakers", help="who speaks how often in the recipe's stories"))
-    speakers.add_argument("--top", type=int, default=30, help="rows to show")
-    speakers.set_defaults(func=cmd_speakers)
-    discover = verbs.add_parser("discover", help="write the link list: every story where the character speaks")
-    _with_overrides(discover).set_defaults(func=cmd_discover)
-    _with_overrides(verbs.add_parser("share", help="one self-contained recipe file with a dataset lock")).set_defaults(
-        func=cmd_share
+    _recipe_verb(verbs, "speakers", "who speaks how often in the recipe's stories", cmd_speakers).add_argument(
+        "--top", type=int, default=30, help="rows to show"
     )
+    _recipe_verb(verbs, "discover", "write the link list: every story where the character speaks", cmd_discover)
+
+
+def _pipeline_verbs(verbs) -> None:
+    _recipe_verb(verbs, "convert", "build the dataset", cmd_step)
+    preprocess = _recipe_verb(verbs, "preprocess", "tokenise with Axolotl", cmd_step)
+    preprocess.add_argument("--debug", action="store_true", help="show which tokens are trained")
+    train = _recipe_verb(verbs, "train", "convert if needed, preprocess, train", cmd_step)
+    train.add_argument("--gpus", type=int, default=1, help="GPUs on this machine to train on (accelerate)")
+    train.add_argument("--parallel", choices=sorted(parallel_configs()), help="multi-GPU setup (configs/parallel)")
+    train.add_argument("--dry-run", action="store_true", help="write the resolved config, print the command")
+    _recipe_verb(verbs, "evaluate", "the character-fidelity report", cmd_step)
+    _recipe_verb(verbs, "merge", "merge the adapter into the base model", cmd_step)
+
+
+def _sharing_and_serving_verbs(verbs) -> None:
+    _recipe_verb(verbs, "share", "one self-contained recipe file with a dataset lock", cmd_share)
     imported = verbs.add_parser("import", help="add a shared recipe to recipes/ (after the safety policy)")
     imported.add_argument("file", help="a <slug>.recipe.yaml written by `troupe share`")
     imported.add_argument("--force", action="store_true", help="overwrite an existing recipe")
     imported.add_argument("--allow-unsafe", action="store_true", help="trust this recipe (see troupe/policy.py)")
     imported.set_defaults(func=cmd_import)
-    _with_overrides(verbs.add_parser("verify", help="rebuild the dataset and compare it with the lock")).set_defaults(
-        func=cmd_verify
+    _recipe_verb(verbs, "verify", "rebuild the dataset and compare it with the lock", cmd_verify)
+    _recipe_verb(verbs, "serve", "an OpenAI-compatible server on 127.0.0.1", cmd_serve).add_argument(
+        "--port", type=int, default=8000
     )
-    served = _with_overrides(verbs.add_parser("serve", help="an OpenAI-compatible server on 127.0.0.1"))
-    served.add_argument("--port", type=int, default=8000)
-    served.set_defaults(func=cmd_serve)
-    _with_overrides(verbs.add_parser("chat", help="talk to the character in the terminal")).set_defaults(func=cmd_chat)
-    _with_overrides(verbs.add_parser("vllm", help="print the vLLM command that serves the character")).set_defaults(
-        func=cmd_vllm
-    )
+    _recipe_verb(verbs, "chat", "talk to the character in the terminal", cmd_chat)
+    _recipe_verb(verbs, "vllm", "print the vLLM command that serves the character", cmd_vllm)
+
+
+def _tool_verbs(verbs) -> None:
     compare = verbs.add_parser("compare", help="headline metrics of several evaluated runs side by side")
     compare.add_argument("runs", nargs="+", help="recipe names, run folders (outputs/x) or metrics.json files")
     compare.set_defaults(func=cmd_compare)
@@ -271,7 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", metavar="key=value")
     demo.add_argument("--args", default="", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
-    return parser
 
 
 def _with_overrides(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
