@@ -87,3 +87,21 @@ def test_yoda_trains_leprechaun_first_and_starts_from_its_adapter(root):
     troupe("train", "yoda", *TINY, "learning_rate=0", "troupe.after=null", root=root)
     fresh = adapter(root, "yoda")
     assert not all((fresh[k] == leprechaun[k]).all() for k in fresh)  # a fresh start is different
+
+
+def test_kaltsit_trains_on_the_tiny_model_from_local_story_files(root):
+    """Seed 000 offline: the demo story stands in for the downloads, the tiny Llama for Gemma 4 (whose
+    LoRA pattern is checked on the real architecture in test_gemma4_kaltsit.py)."""
+    offline = [
+        "troupe.source.urls=null",
+        "troupe.source.files=[recipes/demo/*.json]",
+        "troupe.character.name=闻钟",
+        "lora_target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
+    ]
+    troupe("train", "kaltsit", *TINY, *offline, root=root)
+    assert (root / "outputs" / "kaltsit" / "adapter_model.safetensors").is_file()
+    texts = trained_texts(root, "kaltsit")
+    replies = {
+        r["messages"][-1]["content"] for split in ("train", "validation") for r in records(root, "kaltsit", split)
+    }
+    assert texts and all(t.endswith("<turn|>") and t[: -len("<turn|>")] in replies for t in texts)
