@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from converters import ReadResult
-from converters._files import collect_samples, json_records
+from converters._files import collect_samples, json_records, local_files
 from troupe.schema import SourceOptions
 
 ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
@@ -69,6 +69,10 @@ def _with_system(system: list[dict], prompt: str, mode: str) -> list[dict]:
     if prompt and (mode == "replace" or (mode == "inject" and not system)):
         return [{"role": "system", "content": prompt}]
     return system
+
+
+def source_files(options: ChatOptions, ctx) -> list:
+    return local_files(options.files, ctx.root)
 
 
 def read_conversations(options: ChatOptions, ctx, field: str, role_key: str, content_key: str) -> ReadResult:

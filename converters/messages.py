@@ -8,16 +8,8 @@ prompt replaces each record's (`system: replace`), so training and inference use
 """
 
 from converters import ReadResult
-from converters._chat import ChatOptions, read_conversations
-from converters._files import local_files
-
-
-class Options(ChatOptions):
-    pass
-
-
-def source_files(options: Options, ctx) -> list:
-    return local_files(options.files, ctx.root)
+from converters._chat import ChatOptions as Options
+from converters._chat import read_conversations, source_files  # noqa: F401 (the registry calls source_files)
 
 
 def read(options: Options, ctx) -> ReadResult:
