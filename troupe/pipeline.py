@@ -1,8 +1,9 @@
 """The steps behind the CLI verbs: check → convert → preprocess → train → evaluate → merge.
 
 Each step takes a loaded Recipe, does one thing, and says what it wrote. `train` runs the earlier
-steps it needs (convert when the dataset is missing or stale, preprocess when the tokenised cache
-for this exact dataset is missing).
+steps it needs: the first stage of a two-stage recipe, convert when the dataset is missing or
+stale, and tokenising when the cache for this exact dataset is missing (inside `axolotl train` on
+one device; as a separate `axolotl preprocess` first on several GPUs, so only one process does it).
 """
 
 import shlex
