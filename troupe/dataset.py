@@ -1,11 +1,14 @@
-"""The character dataset builder: story lines → chat samples → splits, manifest, card, rejects.
+"""The dataset builder: a converter's output → samples → splits, manifest, card, rejects, stories.
 
     troupe convert kaltsit     # writes datasets/kaltsit/{train,validation,test}.jsonl + manifest.json …
 
-Each sample is the character's line as the assistant turn, the previous story lines as context in
-the recipe's user template, and the recipe's system prompt; one JSON object per line:
-    {"messages": [{"role": "system"|"user"|"assistant", "content": …}], "meta": {source, index, story, …}}
-Same inputs + same recipe → byte-identical files (the manifest's sha256 prove it).
+From story lines (`builder: context`, the seed's) each sample is one line of the character as the
+assistant turn, the previous story lines as context in the recipe's user template, and the recipe's
+system prompt; `builder: scene` writes multi-turn windows instead. Converters of ready samples
+(chat logs, Q/A pairs, poems) skip the builder. One JSON object per line:
+    {"messages": [{"role": "system"|"user"|"assistant", "content": …, "train"?}], "meta": {source, index, story, …}}
+(or ShareGPT `conversations`, or `text` for completion). Same inputs + same recipe → byte-identical
+files (the manifest's sha256 prove it).
 """
 
 import json
