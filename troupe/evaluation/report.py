@@ -181,30 +181,31 @@ def render_report(recipe, cases, runs: dict, scores: dict, transcripts: list[dic
     )
 
 
-HEADLINES = [
-    ("test loss", "test_loss", "{:.3f}"),
-    ("ppl", "test_perplexity", "{:.1f}"),
-    ("BLEU-4", "bleu4", "{:.1f}"),
-    ("chrF", "chrf", "{:.1f}"),
-    ("ROUGE-L", "rouge_l", "{:.1f}"),
-    ("chars", "mean_chars", "{:.1f}"),
-    ("empty", "empty_rate", "{:.0%}"),
-    ("punct", "punctuation_only_rate", "{:.0%}"),
-    ("≤4", "short_rate", "{:.0%}"),
-    ("dist-2", "distinct_2", "{:.2f}"),
-]
+HEADLINE_KEYS = {
+    "test_loss",
+    "test_perplexity",
+    "bleu4",
+    "chrf",
+    "rouge_l",
+    "mean_chars",
+    "empty_rate",
+    "punctuation_only_rate",
+    "short_rate",
+    "distinct_2",
+}
+HEADLINES = [row for row in SUMMARY_ROWS if row[1] in HEADLINE_KEYS]  # the summary's rows, fewer of them
 
 
 def compare_table(runs: dict[str, dict]) -> str:
     """Headline numbers of the adapter system across runs (`troupe compare`), one row per run."""
-    header = f"{'run':24}" + "".join(f"{label:>10}" for label, _, _ in HEADLINES) + f"{'style':>8}"
+    header = f"{'run':24}" + "".join(f"{label:>18}" for label, _, _ in HEADLINES) + f"{'style':>8}"
     lines = [header]
     for name, scores in runs.items():
         adapter = scores["systems"]["adapter"]
         styled = scores["style"]["systems"]["adapter"]["mean"] if scores["style"]["available"] else None
         lines.append(
             f"{name:24}"
-            + "".join(f"{cell(adapter.get(k), f):>10}" for _, k, f in HEADLINES)
+            + "".join(f"{cell(adapter.get(k), f):>18}" for _, k, f in HEADLINES)
             + f"{cell(styled, '{:.2f}'):>8}"
         )
     return "\n".join(lines)
