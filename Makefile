@@ -2,7 +2,8 @@
 #   make demo                                  the whole pipeline on a tiny local model (CPU)
 #   make train CHARACTER=kaltsit ARGS="max_steps=2"
 # Variables reach the shell only as quoted environment variables, never as make text, and
-# troupe validates each before it touches the filesystem.
+# troupe validates each before it touches the filesystem. `$(value …)` keeps make from expanding
+# anything inside them: CHARACTER='$(shell …)' or ARGS='`…`' reach troupe as plain text.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,9 @@ TROUPE := $(VENV)/bin/troupe
 SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
 
-export CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT
+USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT
+$(foreach v,$(USER_VARIABLES),$(eval override $(v) := $$(value $(v))))
+export $(USER_VARIABLES)
 .DEFAULT_GOAL := help
 .PHONY: help setup lock demo test list check new speakers discover convert preprocess train evaluate merge \
 	share import verify serve chat

@@ -26,11 +26,13 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 @dataclass(frozen=True)
 class ReadContext:
-    """What a converter may touch: the project root (inputs are relative to it) and its cache, and
-    the recipe's system prompt (converters of ready conversations make it the one they carry)."""
+    """What a converter may touch: the project root (inputs are relative to it), its download cache,
+    the recipe's link list (recipes/<slug>.urls.txt, troupe.layout) and system prompt (converters of
+    ready conversations make it the one they carry)."""
 
     root: Path
     cache_dir: Path
+    links: Path | None = None
     system_prompt: str = ""
 
 

@@ -15,12 +15,19 @@ from troupe.records import Reject, Sample
 
 
 def local_files(patterns: list[str], root: Path, key: str = "troupe.source.files") -> list[Path]:
-    """The files the recipe names, sorted; a pattern that matches nothing is an error."""
+    """The files the recipe names, sorted; a pattern that matches nothing, or a match that leads out
+    of the project through a link, is an error."""
     found: set[Path] = set()
     for pattern in patterns:
         matches = [Path(p) for p in glob.glob(str(root / pattern), recursive=True) if Path(p).is_file()]
         if not matches:
             raise TroupeError(f"{key}: '{pattern}' matches no file under {root}")
+        for match in matches:
+            if not match.resolve().is_relative_to(root.resolve()):
+                raise TroupeError(
+                    f"{key}: '{pattern}' matches {relative_to_root(match, root)}, which leads outside the project "
+                    "through a link; copy the file into the project instead"
+                )
         found.update(matches)
     return sorted(found)
 

@@ -1,9 +1,10 @@
 """Arknights story JSON (the ArknightsStoryJson files behind the ASTR reader) → story lines.
 
-    troupe convert kaltsit   # troupe.source: {converter: arknights, urls: recipes/kaltsit.urls.txt}
+    troupe convert kaltsit   # troupe.source: {converter: arknights}: the links in recipes/kaltsit.urls.txt
     troupe convert demo      # troupe.source: {converter: arknights, files: [recipes/demo/*.json]}
 
-Stories come from ASTR reader links (downloaded once into datasets/.cache/arknights/, see
+Stories come from ASTR reader links in the recipe's link list (downloaded once into
+datasets/.cache/arknights/<origin>/, one folder per mirror so two mirrors never mix; see
 converters/_astr.py and troupe/download.py) or from local files. Both layouts are read: a top-level
 list of records, and an object whose `storyList` holds them (with or without eventName/figure_art,
 indented or on one line). Pure parsing (`parse_story`, `clean_text`) is separate from I/O (`read`),
@@ -14,6 +15,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -29,10 +31,12 @@ from converters._astr import (
     story_ref,
 )
 from converters._files import local_files
-from troupe.download import Downloader, Fetch, RetryPolicy, fetch_all
+from troupe import download as downloads
+from troupe.download import Fetch, Requester, RetryPolicy, fetch_all
 from troupe.errors import TroupeError
-from troupe.files import sha256_file
+from troupe.files import sha256_bytes, sha256_file
 from troupe.project import relative_to_root
+from troupe.recipe import read_text
 from troupe.records import Line, Reject
 from troupe.schema import SourceOptions
 from troupe.text import fold_whitespace
@@ -42,28 +46,29 @@ ONSCREEN_PROPS = {"subtitle", "sticker"}
 
 
 class Options(SourceOptions):
-    urls: str | None = Field(None, description="file of ASTR reader links, one per line, relative to the project root")
     base_url: str = Field(
         DEFAULT_BASE_URL, description="where {server}/gamedata/story/… is fetched from (a mirror, a test server)"
     )
     workers: int = Field(8, ge=1, le=64, description="parallel downloads")
-    timeout: float = Field(60.0, gt=0, description="seconds to wait for a server's answer before retrying")
-    retries: int = Field(5, ge=1, le=20, description="attempts per story file")
+    timeout: float = Field(60.0, gt=0, description="seconds a server may stay silent before the attempt is retried")
+    retries: int = Field(5, ge=1, le=20, description="requests per story file, at most")
+    deadline: float = Field(300.0, gt=0, description="seconds per story file, all its attempts together")
+    max_bytes: int = Field(16_000_000, ge=1, description="largest story file accepted, in bytes")
     allow_missing: bool = Field(
         False, description="build from the stories that downloaded, listing the rest in the manifest"
     )
     server: Literal[SERVERS] = Field("zh_CN", description="whose story index `troupe discover` reads")
     files: list[str] = Field(
-        default_factory=list, description="local story JSON files or globs, relative to the project root"
+        default_factory=list,
+        description="local story JSON files or globs, relative to the project root; without them, the stories "
+        "are the links in recipes/<slug>.urls.txt",
     )
     nickname: str = Field("博士", description="replaces {@nickname} in the text")
     player: str = Field("博士", description="speaker of Decision options (the player's words)")
     decision: Literal["all", "first"] = Field("all", description="keep all options of a Decision joined, or the first")
 
     @model_validator(mode="after")
-    def _one_input(self):
-        if bool(self.urls) == bool(self.files):
-            raise ValueError("give exactly one of `urls:` (a link file) or `files:` (local story JSON files)")
+    def _base_url_is_a_folder(self):
         if not self.base_url.endswith("/"):
             self.base_url += "/"
         return self
@@ -170,32 +175,56 @@ def _decision(attrs: dict, options: Options) -> str:
 # ---- I/O edge ----------------------------------------------------------------------------------
 
 
-def linked_stories(options: Options, root: Path) -> tuple[list[tuple[int, StoryRef]], list[tuple[int, str, str]]]:
-    path = root / options.urls
-    if not path.is_file():
-        raise TroupeError(f"troupe.source.urls: {options.urls} does not exist (one ASTR link per line)")
-    return read_links(path.read_text(encoding="utf-8-sig"))
+def links_name(ctx) -> str:
+    return relative_to_root(ctx.links, ctx.root)
 
 
-def cache_path(ctx, ref: StoryRef) -> Path:
-    return ctx.cache_dir / "arknights" / ref.server / f"{ref.story}.json"
+def linked_stories(ctx) -> tuple[list[tuple[int, StoryRef]], list[tuple[int, str, str]]]:
+    if not ctx.links.is_file():
+        raise TroupeError(
+            f"{links_name(ctx)} does not exist: the recipe reads its stories from this file of ASTR links, one "
+            "per line (make discover writes it), or from `troupe.source.files`"
+        )
+    return read_links(read_text(ctx.links, what="a link list"))
+
+
+def origin_folder(base_url: str) -> str:
+    """The cache folder of one mirror: its host and a hash of the normalised base URL, so stories from
+    two mirrors with the same paths never stand in for each other."""
+    parts = urlsplit(base_url)
+    normal = f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}{parts.path.rstrip('/')}/"
+    host = re.sub(r"[^a-z0-9.-]", "_", (parts.hostname or "local").lower())
+    return f"{host}-{sha256_bytes(normal.encode())[:12]}"
+
+
+def cache_path(ctx, options: Options, path: str) -> Path:
+    return ctx.cache_dir / "arknights" / origin_folder(options.base_url) / path
+
+
+def story_cache(ctx, options: Options, ref: StoryRef) -> Path:
+    return cache_path(ctx, options, f"{ref.server}/{ref.story}.json")
 
 
 def source_files(options: Options, ctx) -> list[Path]:
     """Every input file the dataset depends on (the link file and the cached stories, or local files)."""
     if options.files:
         return local_files(options.files, ctx.root)
-    refs, _ = linked_stories(options, ctx.root)
-    return [ctx.root / options.urls, *[p for _, ref in refs if (p := cache_path(ctx, ref)).is_file()]]
+    refs, _ = linked_stories(ctx)
+    return [ctx.links, *[p for _, ref in refs if (p := story_cache(ctx, options, ref)).is_file()]]
 
 
 def retry_policy(options: Options) -> RetryPolicy:
-    return RetryPolicy(attempts=options.retries, timeout=(min(10.0, options.timeout), options.timeout))
+    return RetryPolicy(
+        attempts=options.retries,
+        timeout=(min(10.0, options.timeout), options.timeout),
+        deadline=options.deadline,
+        max_bytes=options.max_bytes,
+    )
 
 
 def fetch_stories(refs: list[tuple[str, StoryRef]], options: Options, ctx) -> tuple[list[StoryRef], list[dict]]:
     """Fetch (label, story) pairs into the cache; (stories available, failures as {link, reason})."""
-    items = {ref: Fetch(options.base_url + ref.json_path, cache_path(ctx, ref), label) for label, ref in refs}
+    items = {ref: Fetch(options.base_url + ref.json_path, story_cache(ctx, options, ref), label) for label, ref in refs}
     report = fetch_all(list(items.values()), _parse_json_bytes, options.workers, retry_policy(options))
     print(f"stories: {report.summary()}")
     failures = [{"link": item.label, "reason": why} for item, why in report.failed]
@@ -204,9 +233,10 @@ def fetch_stories(refs: list[tuple[str, StoryRef]], options: Options, ctx) -> tu
 
 def download(options: Options, ctx) -> tuple[list[StoryRef], list[dict]]:
     """Fetch the linked stories; a refused link or a failed download is an error unless `allow_missing`."""
-    refs, refused = linked_stories(options, ctx.root)
-    available, failures = fetch_stories([(f"{options.urls}:{line}", ref) for line, ref in refs], options, ctx)
-    failures = [{"link": f"{options.urls}:{n}", "reason": f"{link}: {why}"} for n, link, why in refused] + failures
+    refs, refused = linked_stories(ctx)
+    name = links_name(ctx)
+    available, failures = fetch_stories([(f"{name}:{line}", ref) for line, ref in refs], options, ctx)
+    failures = [{"link": f"{name}:{n}", "reason": f"{link}: {why}"} for n, link, why in refused] + failures
     if failures and not options.allow_missing:
         listed = "\n".join(f"  {f['link']}: {f['reason']}" for f in failures)
         raise TroupeError(
@@ -218,13 +248,10 @@ def download(options: Options, ctx) -> tuple[list[StoryRef], list[dict]]:
 def discover(options: Options, ctx, names: list[str]) -> tuple[list[str], list[dict]]:
     """Reader links of every story in the server's index where one of `names` speaks, and the
     stories that could not be fetched. The index is always fetched anew; stories go through the cache."""
-    index = Fetch(
-        options.base_url + INDEX_PATH.format(server=options.server),
-        ctx.cache_dir / "arknights" / INDEX_PATH.format(server=options.server),
-        "story index",
-    )
+    index_path = INDEX_PATH.format(server=options.server)
+    index = Fetch(options.base_url + index_path, cache_path(ctx, options, index_path), "story index")
     try:
-        Downloader(_parse_json_bytes, retry_policy(options)).fetch(index)
+        downloads.download(Requester(retry_policy(options)), index, _parse_json_bytes)
     except RuntimeError as exc:
         raise TroupeError(f"could not fetch the story index: {exc}") from None
     refs, unsafe = [], []
@@ -234,7 +261,7 @@ def discover(options: Options, ctx, names: list[str]) -> tuple[list[str], list[d
         except ValueError as exc:
             unsafe.append({"link": story, "reason": str(exc)})
     available, failures = fetch_stories(refs, options, ctx)
-    links = [reader_link(ref) for ref in available if _speaks(cache_path(ctx, ref), names, options)]
+    links = [reader_link(ref) for ref in available if _speaks(story_cache(ctx, options, ref), names, options)]
     return links, unsafe + failures
 
 
@@ -253,7 +280,7 @@ def read(options: Options, ctx) -> ReadResult:
         stories = [(path, path.stem, relative_to_root(path, ctx.root)) for path in local_files(options.files, ctx.root)]
     else:
         refs, missing = download(options, ctx)
-        stories = [(cache_path(ctx, ref), ref.story_id, ref.json_path) for ref in refs]
+        stories = [(story_cache(ctx, options, ref), ref.story_id, ref.json_path) for ref in refs]
     lines, rejects, sources = [], [], []
     for path, story, source in stories:
         sources.append({"path": source, "sha256": sha256_file(path)})

@@ -4,6 +4,7 @@ bench/download.py.
 
     with StoryServer(folder, latency=0.1) as server:
         server.inject("zh_CN/gamedata/story/a.json", "500", "429", "truncate")
+        server.inject("zh_CN/gamedata/story/b.json", "dribble")   # or wait_an_hour, huge, redirect
         ... server.base_url ... server.requests
 """
 
@@ -13,12 +14,12 @@ from collections import Counter, defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-FAULTS = ("500", "429", "404", "timeout", "truncate", "garbage")
+FAULTS = ("500", "429", "404", "timeout", "truncate", "garbage", "wait_an_hour", "dribble", "huge", "redirect")
 
 
 class StoryServer:
-    def __init__(self, folder: Path, latency: float = 0.0, stall: float = 3.0):
-        self.folder, self.latency, self.stall = Path(folder), latency, stall
+    def __init__(self, folder: Path, latency: float = 0.0, stall: float = 3.0, redirect_to: str = ""):
+        self.folder, self.latency, self.stall, self.redirect_to = Path(folder), latency, stall, redirect_to
         self.requests: Counter[str] = Counter()
         self._faults: dict[str, deque[str]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -66,6 +67,8 @@ class StoryServer:
                 file = server.folder / path
                 if fault == "timeout":
                     time.sleep(server.stall)
+                if fault in ("wait_an_hour", "dribble", "huge", "redirect"):
+                    return getattr(self, f"_{fault}")(path)
                 if fault in ("500", "429", "404") or not file.is_file():
                     return self._status(int(fault) if fault in ("500", "429", "404") else 404)
                 body = b"<html>busy</html>" if fault == "garbage" else file.read_bytes()
@@ -76,6 +79,41 @@ class StoryServer:
                 self.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
                 if fault == "truncate":
                     self.close_connection = True
+
+            def _wait_an_hour(self, _path):
+                self.send_response(429)
+                self.send_header("Retry-After", "3600")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _dribble(self, _path):
+                """Headers at once, then one byte of a long body every 0.2 s (for up to a minute)."""
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                for _ in range(300):
+                    try:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.2)
+
+            def _huge(self, _path):
+                """A valid JSON list of 8 MB, sent without Content-Length (chunked-like: until close)."""
+                self.send_response(200)
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    self.wfile.write(b"[" + b"0," * (4 << 20) + b"0]")
+                except OSError:
+                    pass
+
+            def _redirect(self, path):
+                self.send_response(302)
+                self.send_header("Location", server.redirect_to + path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def _status(self, code: int):
                 self.send_response(code)

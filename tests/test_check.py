@@ -54,7 +54,6 @@ def test_every_problem_is_reported_in_one_run(broken, capsys):
         ("eot_tokens", "<end_of_turn>"),  # Gemma template without eot_tokens
         ("troupe.dataset.context_line", "did you mean 'context_lines'?"),  # unknown troupe key
         ("troupe.source.nickname_typo", "unknown key"),  # unknown converter option
-        ("datasets[0].path", "make convert CHARACTER=broken"),  # dataset not built yet
     ]
     for key, text in expected:
         block = next((b for b in out.split("\n  recipes/") if f": {key}:" in b), "")
@@ -96,9 +95,40 @@ def test_cli_exit_code_and_no_traceback(broken):
     assert "lora_alpah" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_missing_local_base_model_is_reported(project, capsys):
+def test_what_steps_build_is_a_note_not_an_error(project, capsys):
+    """On a fresh clone nothing is built yet; `make train` would build it, so `check` passes."""
     code, out = run_check("demo", capsys)
-    assert code == 1 and "base_model: models/tiny is not a model folder" in out and "troupe tiny-model" in out
+    assert code == 0 and "recipes/demo.yaml: OK" in out
+    assert "note: models/tiny is not a model folder" in out and "troupe tiny-model" in out
+    assert "note: datasets/demo/manifest.json does not exist yet; make convert CHARACTER=demo" in out
+
+
+def test_a_copied_recipe_never_points_at_another_slugs_files(project, capsys):
+    """`cp recipes/sherlock.yaml recipes/watson.yaml` with the old paths written in: refused."""
+    text = (project / "recipes" / "sherlock.yaml").read_text(encoding="utf-8")
+    text = text.replace(
+        "  - type: chat_template", "  - path: datasets/sherlock/train.jsonl\n    type: chat_template", 1
+    )
+    (project / "recipes" / "watson.yaml").write_text(text + "output_dir: outputs/sherlock\n", encoding="utf-8")
+    code, out = run_check("watson", capsys)
+    assert code == 1
+    assert "datasets[0].path: 'datasets/sherlock/train.jsonl' is not this recipe's path" in out
+    assert "output_dir: 'outputs/sherlock' is not this recipe's path (this recipe's is outputs/watson)" in out
+
+
+def test_check_validates_with_the_capabilities_of_the_training_machine(project, capsys, monkeypatch):
+    """On this CPU machine Axolotl's validator sees no bf16; rendered for CUDA it sees an H100-class GPU."""
+    from troupe.recipe import load_recipe
+    from troupe.render import resolve
+    from troupe.validate import training_capabilities
+
+    recipe = load_recipe("kaltsit")
+    cpu, _ = training_capabilities(resolve(recipe, cuda=False))
+    gpu, _ = training_capabilities(resolve(recipe, cuda=True, world_size=8))
+    assert (cpu["bf16"], cpu["n_gpu"]) == (False, 1) and (gpu["bf16"], gpu["n_gpu"]) == (True, 8)
+    monkeypatch.setenv("TROUPE_DEVICE", "cuda")
+    code, out = run_check("kaltsit", capsys)
+    assert code == 0 and "CPU-safe" not in out
 
 
 def test_dataset_entries_must_read_what_the_builder_writes(project, capsys):

@@ -1,5 +1,7 @@
 """troupe.dataset: lines in, exact samples out; splits; byte-identical output."""
 
+import pytest
+
 from troupe.dataset import (
     character_samples,
     is_punctuation_only,
@@ -8,6 +10,7 @@ from troupe.dataset import (
     split_samples,
     split_sizes,
 )
+from troupe.errors import TroupeError
 from troupe.records import Line, Sample
 from troupe.schema import Split, TroupeSpec
 
@@ -93,7 +96,8 @@ def test_user_template_braces_in_story_text_are_not_interpreted():
 
 def test_split_sizes_match_the_seed():
     assert split_sizes(3350, Split()) == (2680, 335, 335)
-    assert split_sizes(7, Split()) == (5, 0, 2)
+    assert split_sizes(7, Split()) == (4, 1, 2)  # a split the recipe uses is never empty
+    assert split_sizes(7, Split(train=0.9, validation=0.1, test=0.0)) == (6, 1, 0)
 
 
 def _samples(n, stories=5):
@@ -116,6 +120,22 @@ def test_split_by_story_keeps_each_story_in_one_split():
     stories = {name: {s.meta["story"] for s in part} for name, part in parts.items()}
     assert not (stories["train"] & stories["test"]) and not (stories["train"] & stories["validation"])
     assert sum(map(len, parts.values())) == 100
+    assert [len(parts[name]) for name in ("train", "validation", "test")] == [80, 10, 10]
+
+
+@pytest.mark.parametrize("sizes", [(90, 10, 6), (3, 2, 1), (50, 50, 50)])
+def test_split_by_story_never_leaves_a_used_split_empty(sizes):
+    """Three stories of very different sizes (the demo's shape): each split still gets one."""
+    samples = [Sample(None, {"story": f"s{k}"}, str(i)) for k, size in enumerate(sizes) for i in range(size)]
+    for seed in range(20):
+        parts = split_samples(samples, Split(by="story", seed=seed))
+        assert all(parts[name] for name in ("train", "validation", "test")), (seed, sizes)
+        assert sum(map(len, parts.values())) == sum(sizes)
+
+
+def test_split_by_story_with_too_few_stories_says_so():
+    with pytest.raises(TroupeError, match="need a story each, but the source has 2"):
+        split_samples(_samples(10, stories=2), Split(by="story"))
 
 
 def test_sharegpt_output_format():

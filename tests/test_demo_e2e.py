@@ -71,7 +71,7 @@ def test_only_the_characters_turn_and_its_end_of_turn_token_are_trained(demo):
         for split in ("train", "validation")
         for r in read_jsonl(root / "datasets" / "demo" / f"{split}.jsonl")
     }
-    rows = prepared_rows(next((root / "datasets" / "demo" / "prepared").iterdir()))
+    rows = prepared_rows(next((root / "datasets" / ".prepared" / "demo").iterdir()))
     assert len(rows) == 94
     for row in rows:
         (span,) = trained_spans(row["input_ids"], row["labels"])  # exactly one trained run: the reply
@@ -111,7 +111,7 @@ def test_merged_model_loads_and_generates_with_the_trained_chat_template(demo):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     root, _ = demo
-    merged, adapter = root / "outputs" / "demo" / "merged", root / "outputs" / "demo"
+    merged, adapter = root / "outputs" / "demo" / "merged", root / "outputs" / "demo" / "adapter"
     tokenizer = AutoTokenizer.from_pretrained(merged)
     assert tokenizer.chat_template == AutoTokenizer.from_pretrained(adapter).chat_template
     model = AutoModelForCausalLM.from_pretrained(merged)
@@ -127,9 +127,9 @@ def test_resolved_config_is_what_axolotl_received(demo):
     import yaml
 
     root, _ = demo
-    resolved = yaml.safe_load((root / "outputs" / "demo" / "config.resolved.yaml").read_text())
+    resolved = yaml.safe_load((root / "outputs" / "demo" / "adapter" / "train.resolved.yaml").read_text())
     assert "troupe" not in resolved and resolved["bf16"] is False and resolved["lora_mlp_kernel"] is False
-    assert resolved["dataset_prepared_path"].startswith("datasets/demo/prepared/")
+    assert resolved["dataset_prepared_path"].startswith("datasets/.prepared/demo/")
 
 
 def test_each_story_is_written_readable_and_structured(demo):
@@ -181,7 +181,7 @@ def test_scene_samples_train_exactly_the_flagged_replies(demo):
     ]
     assert unflagged, "the demo story has replies the filters keep out of training"
     tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
-    rows = prepared_rows(next((root / "datasets" / "scene" / "prepared").iterdir()))
+    rows = prepared_rows(next((root / "datasets" / ".prepared" / "scene").iterdir()))
     trained = Counter(tokenizer.decode(span) for row in rows for span in trained_spans(row["input_ids"], row["labels"]))
     assert trained == flagged
 

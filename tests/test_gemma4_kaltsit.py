@@ -14,7 +14,6 @@ pytestmark = pytest.mark.slow
 
 # Story data offline: the demo's story files stand in for the downloaded ones.
 OFFLINE = [
-    "troupe.source.urls=null",
     "troupe.source.files=[recipes/demo/*.json]",
     "troupe.character.name=闻钟",
     "base_model=models/gemma4-tiny",
@@ -73,7 +72,7 @@ def test_the_gemma4_template_trains_the_end_of_turn_token(root):
         for split in ("train", "validation")
         for line in (root / "datasets" / "kaltsit" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
     }
-    rows = prepared_rows(next((root / "datasets" / "kaltsit" / "prepared").iterdir()))
+    rows = prepared_rows(next((root / "datasets" / ".prepared" / "kaltsit").iterdir()))
     assert rows
     for row in rows:
         (span,) = trained_spans(row["input_ids"], row["labels"])

@@ -10,11 +10,13 @@ def manifest_with(train_sha: str) -> dict:
     return {"files": {"train": {"sha256": train_sha}, "validation": {"sha256": "v"}, "test": {"sha256": "t"}}}
 
 
-def test_troupe_block_is_stripped_and_output_dir_defaults(project):
-    recipe = load_recipe("kaltsit")
-    del recipe.axolotl["output_dir"]
-    config = resolve(recipe, cuda=True).config
+def test_troupe_block_is_stripped_and_the_paths_come_from_the_slug(project):
+    config = resolve(load_recipe("kaltsit"), cuda=True).config
     assert "troupe" not in config and config["output_dir"] == "outputs/kaltsit"
+    assert config["datasets"][0]["path"] == "datasets/kaltsit/train.jsonl"
+    assert config["test_datasets"][0]["path"] == "datasets/kaltsit/validation.jsonl"
+    assert "lora_model_dir" not in config
+    assert resolve(load_recipe("yoda"), cuda=True).config["lora_model_dir"] == "outputs/leprechaun/adapter"
 
 
 def test_cpu_forces_safe_settings_and_says_so_in_one_line(project):
@@ -40,19 +42,18 @@ def test_prepared_cache_is_keyed_on_the_dataset_contents(project):
     recipe = load_recipe("demo")
     first = resolve(recipe, manifest_with("a" * 64), cuda=False).config["dataset_prepared_path"]
     second = resolve(recipe, manifest_with("b" * 64), cuda=False).config["dataset_prepared_path"]
-    assert first.startswith("datasets/demo/prepared/") and first != second
+    assert first.startswith("datasets/.prepared/demo/") and first != second
     assert first == prepared_path(recipe, manifest_with("a" * 64))
 
 
 def test_resolved_file_is_exactly_the_config_with_overrides_noted(project):
     recipe = load_recipe("demo", ["max_steps=2", "troupe.evaluate.max_new_tokens=8"])
     resolved = resolve(recipe, cuda=False)
-    path = write_resolved(recipe, resolved)
-    assert path == project / "outputs" / "demo" / "config.resolved.yaml"
+    path = write_resolved(recipe, resolved, project / "outputs" / "demo" / "train.dry-run.yaml", "train --dry-run")
     text = path.read_text(encoding="utf-8")
-    assert "# overrides: max_steps=2 troupe.evaluate.max_new_tokens=8" in text
+    assert "# overrides: max_steps=2 troupe.evaluate.max_new_tokens=8" in text and "for `train --dry-run`" in text
     assert yaml.safe_load(text) == resolved.config and resolved.config["max_steps"] == 2
-    assert text == resolved_yaml(recipe, resolved)
+    assert text == resolved_yaml(recipe, resolved, "train --dry-run")
     assert recipe.spec.evaluate.max_new_tokens == 8
 
 
@@ -71,13 +72,13 @@ def test_several_gpus_render_with_a_shipped_parallel_setup(project):
     from axolotl.utils.dict import DictDefault
 
     from troupe.render import parallel_configs
-    from troupe.validate import check
+    from troupe.validate import data_problems, engine_problems
 
     assert set(parallel_configs()) >= {"zero2", "fsdp2"}
     recipe = load_recipe("kaltsit")
     for name in parallel_configs():
         resolved = resolve(recipe, cuda=True, parallel=name)
-        assert check(recipe, resolved, need_data=False) == [], name
+        assert data_problems(recipe) + engine_problems(recipe, resolved) == [], name
         validate_config(DictDefault(resolved.config))
         assert resolved.launcher_args(4) == [
             "--launcher",
@@ -99,7 +100,8 @@ def test_dry_run_prints_the_multi_gpu_command(project, monkeypatch, capsys):
     assert main(["train", "kaltsit", "--gpus", "4", "--parallel", "zero2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "--launcher accelerate -- --num_processes 4" in out
-    assert "deepspeed:" in (project / "outputs" / "kaltsit" / "config.resolved.yaml").read_text()
+    assert "deepspeed:" in (project / "outputs" / "kaltsit" / "train.dry-run.yaml").read_text()
+    assert not (project / "outputs" / "kaltsit" / "adapter").exists()  # a dry run leaves no training record
     monkeypatch.setenv("TROUPE_DEVICE", "cpu")
     assert main(["train", "kaltsit", "--gpus", "4", "--dry-run"]) == 1
     assert "needs CUDA GPUs" in capsys.readouterr().err

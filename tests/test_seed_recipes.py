@@ -43,14 +43,14 @@ def trained_texts(root, slug: str) -> list[str]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
-    rows = prepared_rows(next((root / "datasets" / slug / "prepared").iterdir()))
+    rows = prepared_rows(next((root / "datasets" / ".prepared" / slug).iterdir()))
     return [tokenizer.decode(span) for row in rows for span in trained_spans(row["input_ids"], row["labels"])]
 
 
 @pytest.mark.parametrize("slug", CHAT_RECIPES)
 def test_chat_recipe_trains_only_the_replies(root, slug):
     troupe("train", slug, *TINY, root=root)
-    assert (root / "outputs" / slug / "adapter_model.safetensors").is_file()
+    assert (root / "outputs" / slug / "adapter" / "adapter_model.safetensors").is_file()
     replies = {
         m.get("content", m.get("value"))
         for split in ("train", "validation")
@@ -64,14 +64,14 @@ def test_chat_recipe_trains_only_the_replies(root, slug):
 
 def test_completion_recipe_trains_the_whole_poem(root):
     troupe("train", "tang_poetry", *TINY, root=root)
-    assert (root / "outputs" / "tang_poetry" / "adapter_model.safetensors").is_file()
+    assert (root / "outputs" / "tang_poetry" / "adapter" / "adapter_model.safetensors").is_file()
     poems = [r["text"] for split in ("train", "validation") for r in records(root, "tang_poetry", split)]
     texts = trained_texts(root, "tang_poetry")
     assert len(texts) == len(poems) and all(any(poem in text for poem in poems) for text in texts)
 
 
 def adapter(root, slug: str) -> dict:
-    return load_file(root / "outputs" / slug / "adapter_model.safetensors")
+    return load_file(root / "outputs" / slug / "adapter" / "adapter_model.safetensors")
 
 
 def test_yoda_trains_leprechaun_first_and_starts_from_its_adapter(root):
@@ -93,13 +93,12 @@ def test_kaltsit_trains_on_the_tiny_model_from_local_story_files(root):
     """Seed 000 offline: the demo story stands in for the downloads, the tiny Llama for Gemma 4 (whose
     LoRA pattern is checked on the real architecture in test_gemma4_kaltsit.py)."""
     offline = [
-        "troupe.source.urls=null",
         "troupe.source.files=[recipes/demo/*.json]",
         "troupe.character.name=闻钟",
         "lora_target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
     ]
     troupe("train", "kaltsit", *TINY, *offline, root=root)
-    assert (root / "outputs" / "kaltsit" / "adapter_model.safetensors").is_file()
+    assert (root / "outputs" / "kaltsit" / "adapter" / "adapter_model.safetensors").is_file()
     texts = trained_texts(root, "kaltsit")
     replies = {
         r["messages"][-1]["content"] for split in ("train", "validation") for r in records(root, "kaltsit", split)

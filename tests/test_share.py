@@ -33,11 +33,11 @@ def served(tmp_path) -> Path:
 def sharer(root: Path, base_url: str) -> None:
     """A project whose recipe downloads the demo story from `base_url` (a local mirror)."""
     (root / "recipes").mkdir(parents=True)
-    text = (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8").replace("datasets/demo", "datasets/fog")
+    text = (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8")
     text = text.replace(
         "files: [recipes/demo/*.json]  # local story files; kaltsit downloads its stories instead",
-        f"urls: recipes/fog.urls.txt\n    base_url: {base_url}",
-    ).replace("outputs/demo", "outputs/fog")
+        f"base_url: {base_url}  # the stories are the links in recipes/fog.urls.txt",
+    )
     (root / "recipes" / "fog.yaml").write_text(text, encoding="utf-8")
     (root / "recipes" / "fog.urls.txt").write_text("".join(f"{READER}{s}\n" for s in STORIES), encoding="utf-8")
 
@@ -65,6 +65,8 @@ def test_round_trip_and_a_story_changed_upstream(served, tmp_path, monkeypatch, 
         capsys.readouterr()
         assert run(receiver, monkeypatch, "verify", "fog") == 0
         assert "identical to the lock" in capsys.readouterr().out
+        assert not (receiver / "datasets" / "fog").exists()  # verify builds aside; it never touches datasets/
+        assert run(receiver, monkeypatch, "convert", "fog") == 0
         manifest = json.loads((receiver / "datasets" / "fog" / "manifest.json").read_text())
         original = json.loads((tmp_path / "a" / "datasets" / "fog" / "manifest.json").read_text())
         assert manifest["files"] == original["files"]
@@ -89,7 +91,7 @@ def test_import_refuses_overwrites_and_unsafe_recipes(tmp_path, monkeypatch, cap
         "troupe_share": 1,
         "slug": "evil",
         "files": {},
-        "lock": {"sources": [], "splits": {}},
+        "lock": {"sources": [], "splits": {}},  # a minimal valid lock
         "recipe": (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8") + "\ntrust_remote_code: true\n",
     }
     shared = tmp_path / "evil.recipe.yaml"
@@ -105,13 +107,17 @@ def test_import_refuses_overwrites_and_unsafe_recipes(tmp_path, monkeypatch, cap
     "change, message",
     [
         ({"slug": "../x"}, "slug"),
-        ({"files": {"/etc/cron.d/x": "evil"}}, "must be text to write under recipes/"),
-        ({"files": {"recipes/../../x": "evil"}}, "must be text to write under recipes/"),
+        ({"files": {"/etc/cron.d/x": "evil"}}, "does not belong to 'fine'"),
+        ({"files": {"recipes/../../x": "evil"}}, "does not belong to 'fine'"),
+        ({"files": {"recipes/fine.urls.txt": 3}}, "files"),
         ({"troupe_share": 9}, "not a troupe"),
+        ({"lock": {}}, "lock"),
+        ({"unexpected": 1}, "unexpected"),
     ],
 )
 def test_import_refuses_malformed_files(tmp_path, monkeypatch, capsys, change, message):
-    document = {"troupe_share": 1, "slug": "fine", "files": {}, "lock": {}, "recipe": "seed: 1\n", **change}
+    lock = {"splits": {}, "sources": []}
+    document = {"troupe_share": 1, "slug": "fine", "files": {}, "lock": lock, "recipe": "seed: 1\n", **change}
     shared = tmp_path / "x.recipe.yaml"
     shared.write_text(yaml.safe_dump(document), encoding="utf-8")
     (tmp_path / "recipes").mkdir()

@@ -16,11 +16,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from troupe import pipeline
+from troupe import pipeline, provenance, validate
+from troupe.dataset import status as dataset_status
 from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
-from troupe.recipe import load_recipe
+from troupe.recipe import load_recipe, read_text
 from troupe.render import parallel_configs
 from troupe.tiny import ARCHS
 
@@ -30,8 +31,11 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *shlex.split(args.args or "")]
 
 
-def recipe_of(args: argparse.Namespace):
-    return load_recipe(args.recipe, overrides_of(args), allow_unsafe=getattr(args, "allow_unsafe", False))
+def recipe_of(args: argparse.Namespace, anywhere: bool = False):
+    """The verb's recipe; only `check` reads a recipe file outside recipes/ (nothing it writes)."""
+    return load_recipe(
+        args.recipe, overrides_of(args), allow_unsafe=getattr(args, "allow_unsafe", False), anywhere=anywhere
+    )
 
 
 def cmd_list(args) -> int:
@@ -45,31 +49,26 @@ def cmd_list(args) -> int:
 
 
 def _describe(path) -> str:
-    """The recipe's first header comment line, and whether its dataset and adapter exist."""
-    first = next(
-        (line.lstrip("# ").strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")),
-        "",
-    )
-    root, slug = path.parent.parent, path.stem
-    have = [
-        word
-        for word, exists in (
-            ("dataset", (root / "datasets" / slug / "manifest.json").is_file()),
-            ("adapter", (root / "outputs" / slug / "adapter_config.json").is_file()),
-        )
-        if exists
-    ]
+    """The recipe's first header comment line, and what of it is built: the dataset (current or stale),
+    the adapter, the merged model (current or stale), an unfinished run."""
+    try:
+        recipe = load_recipe(path.stem)
+        text = read_text(path)
+    except TroupeError as error:
+        return f"(unreadable: {str(error).splitlines()[0]})"
+    first = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
+    have = [word for word in (dataset_status(recipe), *provenance.status(recipe.layout)) if word]
     return first + (f"  [{', '.join(have)}]" if have else "")
 
 
 def cmd_check(args) -> int:
-    recipe = recipe_of(args)
+    recipe = recipe_of(args, anywhere=True)
     try:
-        result = pipeline.checked(recipe)
+        result = pipeline.checked(recipe, need_data=False)
     except CheckFailed as failed:
         print(failed, file=sys.stderr)
         return 1
-    for note in result.notes:
+    for note in result.notes + [f"note: {p.problem}; {p.fix}" for p in validate.missing_inputs(recipe)]:
         print(note)
     print(f"{relative_to_root(recipe.path, recipe.root)}: OK")
     return 0
@@ -184,7 +183,7 @@ def _metrics_of(name: str) -> dict:
     """metrics.json of a recipe's run, a run folder, or the file itself."""
     path = Path(name)
     if not path.exists():
-        path = load_recipe(name).output_dir
+        path = load_recipe(name).layout.eval_dir
     for candidate in (path, path / "metrics.json", path / "eval" / "metrics.json"):
         if candidate.is_file():
             return json.loads(candidate.read_text(encoding="utf-8"))

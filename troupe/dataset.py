@@ -15,6 +15,7 @@ import json
 import math
 import random
 import shutil
+import time
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -22,7 +23,15 @@ from pathlib import Path
 import converters
 from troupe import __version__
 from troupe.errors import TroupeError
-from troupe.files import atomic_write_text, json_text, jsonl_text, sha256_bytes, sha256_file
+from troupe.files import (
+    atomic_write_text,
+    json_text,
+    jsonl_text,
+    new_dir_beside,
+    replace_dir,
+    sha256_bytes,
+    sha256_file,
+)
 from troupe.project import relative_to_root
 from troupe.recipe import Recipe
 from troupe.records import Line, Sample
@@ -211,10 +220,21 @@ def _deduplicated(samples: list[Sample]) -> tuple[list[Sample], Counter]:
 
 
 def split_sizes(n: int, split: Split) -> tuple[int, int, int]:
-    """80/10/10 of 3350 → (2680, 335, 335): train and validation floored, test takes the rest."""
+    """80/10/10 of 3350 → (2680, 335, 335): train and validation floored, test takes the rest (train,
+    when test's fraction is 0); a split with a fraction above 0 that would be empty takes one sample
+    from the largest (7 → 4/1/2)."""
     n_train = math.floor(n * split.train + 1e-9)
     n_val = math.floor(n * split.validation + 1e-9)
-    return n_train, n_val, n - n_train - n_val
+    rest = n - n_train - n_val
+    sizes = {"train": n_train + (0 if split.test else rest), "validation": n_val, "test": rest if split.test else 0}
+    used = [name for name in SPLITS if getattr(split, name) > 0]
+    if n < len(used):
+        raise TroupeError(f"{n} sample(s) cannot fill the splits {', '.join(used)}; the source needs more samples")
+    for name in used:
+        if sizes[name] == 0:
+            sizes[max(sizes, key=sizes.get)] -= 1
+            sizes[name] = 1
+    return sizes["train"], sizes["validation"], sizes["test"]
 
 
 def split_samples(samples: list[Sample], split: Split) -> dict[str, list[Sample]]:
@@ -229,16 +249,25 @@ def split_samples(samples: list[Sample], split: Split) -> dict[str, list[Sample]
 
 
 def _split_by_story(samples: list[Sample], split: Split, rng: random.Random) -> dict[str, list[Sample]]:
+    """Whole stories to each split, the smaller splits first, until each has its share of samples;
+    every split with a fraction above 0 gets at least one story (or the build fails saying why)."""
     by_story: dict[str, list[Sample]] = {}
     for sample in samples:
         by_story.setdefault(sample.meta["story"], []).append(sample)
     stories = sorted(by_story)
     rng.shuffle(stories)
-    n_train, n_val, _ = split_sizes(len(samples), split)
+    used = [name for name in ("validation", "test", "train") if getattr(split, name) > 0]
+    if len(stories) < len(used):
+        raise TroupeError(
+            f"troupe.dataset.split.by story: the splits {', '.join(used)} need a story each, but the source has "
+            f"{len(stories)} story(ies) with samples; use `by: sample`, add stories, or set a split's fraction to 0"
+        )
+    targets = dict(zip(SPLITS, split_sizes(len(samples), split), strict=True))
     out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
-    for story in stories:
-        target = "train" if len(out["train"]) < n_train else "validation" if len(out["validation"]) < n_val else "test"
-        out[target] += by_story[story]
+    for position, name in enumerate(used):
+        later = len(used) - position - 1  # splits after this one, each still owed a story
+        while len(stories) > later and (not out[name] or len(out[name]) < targets[name] or not later):
+            out[name] += by_story[stories.pop()]
     return out
 
 
@@ -247,7 +276,7 @@ def _split_by_story(samples: list[Sample], split: Split, rng: random.Random) -> 
 
 def read_context(recipe: Recipe) -> converters.ReadContext:
     cache = recipe.root / "datasets" / ".cache"
-    return converters.ReadContext(root=recipe.root, cache_dir=cache, system_prompt=recipe.spec.prompt.system)
+    return converters.ReadContext(recipe.root, cache, recipe.layout.links, recipe.spec.prompt.system)
 
 
 def converter_options(recipe: Recipe):
@@ -266,14 +295,39 @@ def fingerprint(recipe: Recipe) -> str:
 
 
 def read_manifest(recipe: Recipe) -> dict | None:
-    path = recipe.dataset_dir / "manifest.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The dataset's manifest, or None when there is no complete, readable one."""
+    try:
+        manifest = json.loads(recipe.layout.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def files_match(recipe: Recipe, manifest: dict) -> bool:
+    """Every split file is there with the sha256 its manifest records."""
+    for entry in manifest["files"].values():
+        path = recipe.dataset_dir / str(entry.get("path", ""))
+        if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+            return False
+    return True
 
 
 def is_current(recipe: Recipe) -> bool:
-    """True when the dataset exists and was built from the same recipe block and source files."""
+    """True when the dataset's files are the ones its manifest records, and it was built from the same
+    recipe block and source files (a file's presence proves nothing)."""
     manifest = read_manifest(recipe)
-    return bool(manifest) and manifest.get("fingerprint") == fingerprint(recipe)
+    return bool(manifest) and files_match(recipe, manifest) and manifest.get("fingerprint") == fingerprint(recipe)
+
+
+def status(recipe: Recipe) -> str | None:
+    """'dataset', 'dataset (stale)' or None, for `troupe list`."""
+    manifest = read_manifest(recipe)
+    if not manifest:
+        return None
+    try:
+        return "dataset" if is_current(recipe) else "dataset (stale)"
+    except (TroupeError, ValueError):
+        return "dataset (stale)"
 
 
 def read_source(recipe: Recipe) -> converters.ReadResult:
@@ -299,25 +353,40 @@ def discover_links(recipe: Recipe) -> tuple[Path, int, list[dict]]:
     """Rewrite the recipe's link file with every story where the character speaks (converters that
     have a story index only); returns (file, links written, stories that failed)."""
     module, options = converter_options(recipe)
-    if not hasattr(module, "discover") or not getattr(options, "urls", None):
-        raise TroupeError(f"the {options.converter} converter cannot discover stories (it needs `urls:` and an index)")
+    if not hasattr(module, "discover") or getattr(options, "files", None):
+        raise TroupeError(
+            f"the {options.converter} converter with local `files:` cannot discover stories (it needs a story index "
+            "and a link list)"
+        )
     links, failed = module.discover(options, read_context(recipe), recipe.spec.character.names)
     header = (
         f"# Stories where {recipe.spec.character.name} speaks, found by `troupe discover {recipe.slug}` in "
         f"the {options.server} story index ({len(links)} links).\n"
     )
-    path = recipe.root / options.urls
-    atomic_write_text(path, header + "".join(link + "\n" for link in links))
-    return path, len(links), failed
+    atomic_write_text(recipe.layout.links, header + "".join(link + "\n" for link in links))
+    return recipe.layout.links, len(links), failed
 
 
-def build(recipe: Recipe, command: str) -> dict:
-    """Convert the recipe's source and write the dataset folder; returns the manifest."""
+def build(recipe: Recipe, command: str, out: Path | None = None) -> dict:
+    """Convert the recipe's source into a new dataset folder and put it in place of
+    datasets/<slug>/ as one unit (or into `out`, for `troupe verify`); returns the manifest. A build
+    that fails or is killed leaves the previous dataset as it was."""
+    dest = out or recipe.dataset_dir
+    folder = new_dir_beside(dest)
+    try:
+        manifest = write_dataset(recipe, command, folder)
+        replace_dir(folder, dest)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return manifest
+
+
+def write_dataset(recipe: Recipe, command: str, out: Path) -> dict:
+    """Every file of the dataset folder, written into `out`; returns the manifest."""
     spec, (_, options), result = recipe.spec, converter_options(recipe), read_source(recipe)
     lines, rejects = result.lines, result.rejects
-    out = recipe.dataset_dir
     atomic_write_text(out / "rejects.jsonl", jsonl_text(r.to_json() for r in rejects))
-    _fail_above_threshold(len(rejects), result.records, spec.dataset.reject_threshold, out)
+    _fail_above_threshold(rejects, result.records, spec.dataset.reject_threshold, out, recipe.layout)
     samples, dropped = samples_of(result, spec)
     splits = split_samples(samples, spec.dataset.split)
     files = _write_splits(out, splits, spec.dataset.format)
@@ -349,17 +418,24 @@ def build(recipe: Recipe, command: str) -> dict:
         "sources": result.sources,
         "missing": result.missing,
         "fingerprint": fingerprint(recipe),
+        "versions": {"troupe": __version__},
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(out / "card.md", dataset_card(manifest))
     atomic_write_text(out / "manifest.json", json_text(manifest))  # last: its presence means complete
     return manifest
 
 
-def _fail_above_threshold(rejected: int, total: int, threshold: float, out: Path) -> None:
+def _fail_above_threshold(rejects: list, total: int, threshold: float, out: Path, layout) -> None:
+    """Too many rejects fail the build; the failed build's rejects are kept beside the dataset
+    folder (datasets/<slug>.rejects.jsonl), which stays as it was."""
+    rejected = len(rejects)
     if total and rejected / total > threshold:
+        kept = layout.dataset_dir.with_name(f"{layout.slug}.rejects.jsonl")
+        shutil.copyfile(out / "rejects.jsonl", kept)
         raise TroupeError(
             f"{rejected} of {total} records rejected ({rejected / total:.1%}), above the recipe's "
-            f"reject_threshold of {threshold:.0%}; reasons are in {out / 'rejects.jsonl'} "
+            f"reject_threshold of {threshold:.0%}; reasons are in {layout.rel(kept)} "
             "(fix the input, or raise troupe.dataset.reject_threshold)"
         )
 

@@ -42,7 +42,7 @@ def run_demo(overrides: list[str] = ()) -> dict:
 
 def build_tiny(recipe: Recipe, arch: str = "llama", out: Path | None = None) -> Path:
     """The tiny model for a recipe, trained on its dataset's text (by default at its base_model path)."""
-    if not (recipe.dataset_dir / "train.jsonl").is_file():
+    if not recipe.layout.split("train").is_file():
         raise TroupeError(f"no dataset for {recipe.slug} yet; run: make convert CHARACTER={recipe.slug}")
     out = out or recipe.root / recipe.axolotl["base_model"]
     built = build_tiny_model(out, dataset_texts(recipe.dataset_dir), arch)
@@ -51,7 +51,7 @@ def build_tiny(recipe: Recipe, arch: str = "llama", out: Path | None = None) -> 
 
 
 def demo_summary(recipe: Recipe, manifest: dict, metrics: dict, merged, timings: dict, seconds: float) -> str:
-    log = training_log(recipe.output_dir)
+    log = training_log(recipe.layout.adapter_dir)
     train_losses = [e["loss"] for e in log if "loss" in e]
     eval_losses = [e["eval_loss"] for e in log if "eval_loss" in e]
     steps = max((e.get("step", 0) for e in log), default=0)

@@ -1,8 +1,10 @@
-"""Small file helpers: atomic writes (a crash never leaves half a file) and hashing."""
+"""Small file helpers: atomic writes of files and of whole folders (a crash never leaves half of
+either) and hashing."""
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,3 +51,24 @@ def sha256_file(path: Path) -> str:
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def new_dir_beside(dest: Path) -> Path:
+    """An empty folder next to `dest` to build its replacement in (same filesystem: renames are
+    atomic); leftovers of a killed build are removed first."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in dest.parent.glob(f".{dest.name}.*-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new-"))
+
+
+def replace_dir(built: Path, dest: Path) -> None:
+    """Put a folder built by `new_dir_beside` in place of `dest`: the old one is renamed aside, the new
+    one renamed in, then the old one deleted. A crash in between leaves no `dest` — missing, never a
+    mixture of old and new files."""
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+    os.replace(built, dest)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,23 +1,33 @@
 """The steps behind the CLI verbs: check → convert → preprocess → train → evaluate → merge.
 
-Each step takes a loaded Recipe, does one thing, and says what it wrote. `train` runs the earlier
-steps it needs: the first stage of a two-stage recipe, convert when the dataset is missing or
-stale, and tokenising when the cache for this exact dataset is missing (inside `axolotl train` on
-one device; as a separate `axolotl preprocess` first on several GPUs, so only one process does it).
+Each step takes a loaded Recipe, checks it (load → check → act), does one thing, and says what it
+wrote. A step that makes something writes it beside its final place and renames it in only when it
+succeeded, with a record of what it was made from (troupe.provenance):
+- convert: datasets/<slug>/ as one unit (troupe.dataset);
+- train: Axolotl writes outputs/<slug>/runs/<id>/; on exit 0 the run becomes outputs/<slug>/adapter/
+  with train.resolved.yaml (exactly what Axolotl received) and troupe.json; an interrupted run
+  leaves the previous adapter untouched;
+- merge: built in a hidden folder, then outputs/<slug>/merged/ with merge.resolved.yaml and the
+  adapter's sha256 in troupe.json.
+`train` runs the earlier steps it needs: the first stage of a two-stage recipe, convert when the
+dataset is missing or stale, and tokenising when the cache for this exact dataset is missing (inside
+`axolotl train` on one device; as a separate `axolotl preprocess` first on several GPUs, so only one
+process does it).
 """
 
 import shlex
+import shutil
+import sys
 import time
 from pathlib import Path
 
-from troupe import dataset, evaluation
+from troupe import dataset, evaluation, provenance, validate
 from troupe import merge as merging
 from troupe.engine import run_axolotl
 from troupe.errors import CheckFailed, TroupeError
-from troupe.project import relative_to_root
+from troupe.files import new_dir_beside, replace_dir
 from troupe.recipe import Recipe
 from troupe.render import Resolved, first_stage, resolve, run_env, write_resolved
-from troupe.validate import check
 
 
 def command_line(verb: str, recipe: Recipe) -> str:
@@ -25,21 +35,31 @@ def command_line(verb: str, recipe: Recipe) -> str:
     return " ".join(["troupe", verb, recipe.slug, *recipe.override_texts])
 
 
-def checked(recipe: Recipe, need_data: bool = True, parallel: str | None = None) -> Resolved:
-    """The resolved config, or CheckFailed with every problem (dataset files only when `need_data`)."""
-    result = resolve(recipe, dataset.read_manifest(recipe), parallel=parallel)
-    problems = check(recipe, result, need_data)
+def checked_data(recipe: Recipe) -> None:
+    """The data half of `check` (no Axolotl import): for convert, speakers, discover."""
+    if problems := validate.data_problems(recipe):
+        raise CheckFailed(problems)
+
+
+def checked(recipe: Recipe, need_data: bool = True, parallel: str | None = None, gpus: int = 1) -> Resolved:
+    """The resolved config, or CheckFailed with every problem. A recipe the safety policy refuses is
+    looked at no further (nothing it names is imported); `need_data` makes the files earlier steps
+    build (the dataset, a local base model) errors."""
+    problems, result = validate.all_problems(
+        recipe, lambda: resolve(recipe, dataset.read_manifest(recipe), parallel=parallel, world_size=gpus)
+    )
+    problems += validate.missing_inputs(recipe) if need_data else []
     if problems:
         raise CheckFailed(problems)
     return result
 
 
 def convert(recipe: Recipe) -> dict:
-    checked(recipe, need_data=False)
+    checked_data(recipe)
     manifest = dataset.build(recipe, command_line("convert", recipe))
     counts = manifest["counts"]
     print(
-        f"wrote {recipe.dataset_dir}: train {counts['train']}, validation {counts['validation']}, "
+        f"wrote {recipe.layout.rel(recipe.dataset_dir)}: train {counts['train']}, validation {counts['validation']}, "
         f"test {counts['test']} (records read {counts['records']}, rejected {counts['rejected']}, "
         f"filtered {counts['filtered'] or 'none'})"
     )
@@ -48,24 +68,23 @@ def convert(recipe: Recipe) -> dict:
 
 def ensure_dataset(recipe: Recipe) -> None:
     if dataset.is_current(recipe):
-        print(f"dataset {recipe.dataset_dir} is current")
+        print(f"dataset {recipe.layout.rel(recipe.dataset_dir)} is current (its files match its manifest)")
     else:
         convert(recipe)
 
 
-def _prepare(recipe: Recipe, parallel: str | None = None, need_data: bool = True, **changes):
-    """Check, resolve (plus per-step `changes`), write config.resolved.yaml; the run environment."""
-    result = checked(recipe, need_data, parallel)
-    result.config.update(changes)
+def _prepared(recipe: Recipe, parallel: str | None = None, gpus: int = 1, need_data: bool = True) -> Resolved:
+    result = checked(recipe, need_data, parallel, gpus)
     for note in result.notes:
         print(note)
-    path = write_resolved(recipe, result)
-    return result, path, run_env(result.config, recipe.root)
+    return result
 
 
 def preprocess(recipe: Recipe, debug: bool = False) -> None:
     """Tokenise into the keyed cache; `debug` prints sample tokens with their labels (-100 = not trained)."""
-    _, path, env = _prepare(recipe)
+    result = _prepared(recipe)
+    path = write_resolved(recipe, result, recipe.output_dir / "preprocess.resolved.yaml", "preprocess")
+    env = run_env(result.config, recipe.root)
     # --no-download: Axolotl would otherwise instantiate the base model only to pre-fetch it.
     extra = ["--no-download"]
     if debug:
@@ -76,26 +95,78 @@ def preprocess(recipe: Recipe, debug: bool = False) -> None:
 
 def train(recipe: Recipe, gpus: int = 1, parallel: str | None = None, dry_run: bool = False) -> None:
     """Train, first training the stage this recipe starts from (`troupe.after`) if it has no adapter.
-    `dry_run` writes the resolved config and prints the command without running anything."""
+    `dry_run` writes the config it would use (outputs/<slug>/train.dry-run.yaml) and prints the command."""
     if dry_run:
-        result, path, _ = _prepare(recipe, parallel, need_data=False)
-        print(f"$ axolotl train {shlex.join([str(path), *_launch(result, gpus)])}")
+        result = _prepared(recipe, parallel, gpus, need_data=False)
+        path = write_resolved(recipe, result, recipe.output_dir / "train.dry-run.yaml", "train --dry-run")
+        print(f"$ axolotl train {shlex.join([recipe.layout.rel(path), *_launch(result, gpus)])}")
         return
-    checked(recipe, need_data=False, parallel=parallel)  # before anything runs (a loop of stages is reported here)
+    checked(recipe, need_data=False, parallel=parallel, gpus=gpus)  # before anything runs
     first = first_stage(recipe)
-    if first and not (first.output_dir / "adapter_config.json").is_file():
+    if first and provenance.read_record(first.layout.adapter_dir) is None:
         print(
             f"{recipe.slug} starts from {first.slug}'s adapter, which is not trained yet: training {first.slug} first"
         )
         train(first, gpus, parallel)
     ensure_dataset(recipe)
-    result, path, env = _prepare(recipe, parallel)
+    result = _prepared(recipe, parallel, gpus)
+    run_dir = _new_run(recipe)
+    started = time.perf_counter()
+    try:
+        _run_training(recipe, result, run_dir, gpus)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the previous adapter is kept; the unfinished run is {recipe.layout.rel(run_dir)}",
+            file=sys.stderr,
+        )
+        raise
+    record = _training_record(recipe, result, run_dir, time.perf_counter() - started)
+    provenance.keep_training_log(run_dir)
+    provenance.write_record(run_dir, record)
+    replace_dir(run_dir, recipe.layout.adapter_dir)
+    print(f"trained {recipe.slug} in {record['seconds']:.0f} s → {recipe.layout.rel(recipe.layout.adapter_dir)}")
+
+
+def _new_run(recipe: Recipe) -> Path:
+    """outputs/<slug>/runs/<id>: earlier runs left there were interrupted; they are removed."""
+    for stale in provenance.interrupted_runs(recipe.layout):
+        print(f"removing an unfinished run: {recipe.layout.rel(stale)}")
+        shutil.rmtree(stale, ignore_errors=True)
+    run_dir = recipe.layout.runs_dir / provenance.run_id()
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _run_training(recipe: Recipe, result: Resolved, run_dir: Path, gpus: int) -> None:
+    result.config["output_dir"] = recipe.layout.rel(run_dir)
+    path = write_resolved(recipe, result, run_dir / "train.resolved.yaml", "train")
+    env = run_env(result.config, recipe.root)
     if gpus > 1 and not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
         # one process tokenises; otherwise every GPU's process would (a single one does it in `train`)
         run_axolotl("preprocess", path, recipe.root, env, ["--no-download"])
-    started = time.perf_counter()
     run_axolotl("train", path, recipe.root, env, _launch(result, gpus))
-    print(f"trained {recipe.slug} in {time.perf_counter() - started:.0f} s → {recipe.output_dir}")
+    if provenance.weights_sha256(run_dir) is None:
+        raise TroupeError(f"axolotl train exited 0 but saved no weights in {recipe.layout.rel(run_dir)}")
+
+
+def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) -> dict:
+    manifest = dataset.read_manifest(recipe)
+    first = first_stage(recipe)
+    return {
+        "step": "train",
+        "recipe": recipe.layout.rel(recipe.path),
+        "overrides": recipe.override_texts,
+        "config": "train.resolved.yaml",
+        "base_model": result.config.get("base_model"),
+        "first_stage_adapter_sha256": (provenance.read_record(first.layout.adapter_dir) or {}).get("adapter_sha256")
+        if first
+        else None,
+        "dataset_splits": {name: entry["sha256"] for name, entry in manifest["files"].items()},
+        "adapter_sha256": provenance.weights_sha256(run_dir),
+        "versions": provenance.versions(),
+        "finished": provenance.timestamp(),
+        "seconds": round(seconds, 1),
+    }
 
 
 def _launch(result: Resolved, gpus: int) -> list[str]:
@@ -108,19 +179,30 @@ def _launch(result: Resolved, gpus: int) -> list[str]:
 
 
 def evaluate(recipe: Recipe) -> dict:
-    result, _, _ = _prepare(recipe)
-    scores = evaluation.evaluate(recipe, result.config)
+    _prepared(recipe)
+    scores = evaluation.evaluate(recipe)
     print(evaluation.summary_table(scores))
-    print(f"wrote {recipe.output_dir / 'eval'}: metrics.json, generations.csv, probes.json, report.html")
+    print(f"wrote {recipe.layout.rel(recipe.layout.eval_dir)}: metrics.json, generations.csv, probes.json, report.html")
     return scores
 
 
 def merge(recipe: Recipe) -> Path:
-    # this recipe's own adapter (a two-stage recipe's lora_model_dir names the first stage's)
-    _, path, env = _prepare(recipe, lora_model_dir=relative_to_root(recipe.output_dir, recipe.root))
-    run_axolotl("merge-lora", path, recipe.root, env)
-    merged = recipe.output_dir / "merged"
-    copied = merging.restore_tokenizer(recipe.output_dir, merged)
-    merging.verify_chat_template(recipe.output_dir, merged)
-    print(f"merged model: {merged} (training tokenizer and chat template restored: {', '.join(copied)})")
-    return merged
+    """Axolotl's merge of the current adapter, built aside and renamed in with its record."""
+    layout = recipe.layout
+    adapter = provenance.adapter_record(layout)
+    result = _prepared(recipe)
+    build = new_dir_beside(layout.merged_dir)
+    result.config.update(output_dir=layout.rel(build), lora_model_dir=layout.rel(layout.adapter_dir))
+    path = write_resolved(recipe, result, build / "merge.resolved.yaml", "merge")
+    run_axolotl("merge-lora", path, recipe.root, run_env(result.config, recipe.root))
+    merged = build / "merged"
+    copied = merging.restore_tokenizer(layout.adapter_dir, merged)
+    merging.verify_chat_template(layout.adapter_dir, merged)
+    shutil.move(path, merged / path.name)
+    record = {"step": "merge", "adapter_sha256": adapter["adapter_sha256"], "adapter_finished": adapter["finished"]}
+    provenance.write_record(merged, {**record, "versions": provenance.versions(), "finished": provenance.timestamp()})
+    replace_dir(merged, layout.merged_dir)
+    shutil.rmtree(build, ignore_errors=True)
+    restored = ", ".join(copied)
+    print(f"merged model: {layout.rel(layout.merged_dir)} (training tokenizer and chat template restored: {restored})")
+    return layout.merged_dir

@@ -43,13 +43,20 @@ def did_you_mean(word: str, choices) -> str:
     return f" (did you mean '{match}'?)" if match else ""
 
 
-def resolve_recipe(name_or_path: str, root: Path) -> Path:
-    """A recipe slug (looked up in recipes/) or a path to a recipe file anywhere."""
+def resolve_recipe(name_or_path: str, root: Path, anywhere: bool = False) -> Path:
+    """A recipe slug (looked up in recipes/), or a path to a recipe file: recipes/<slug>.yaml, or
+    anywhere when `anywhere` (for read-only verbs)."""
     if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path or "/" in name_or_path:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise TroupeError(f"recipe file not found: {name_or_path}")
-        return path.resolve()
+        path = path.resolve()
+        if not anywhere and path != (root / "recipes" / path.name).resolve():
+            raise TroupeError(
+                f"{name_or_path}: only a recipe in recipes/ may build or train (its name is the slug whose "
+                "datasets/ and outputs/ it writes); copy it there, or `troupe import` a shared one"
+            )
+        return path
     if not SLUG_RE.match(name_or_path):
         raise TroupeError(
             f"'{name_or_path}' is not a recipe name: names are lower-case letters, digits and '_', "

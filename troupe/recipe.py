@@ -1,8 +1,12 @@
 """Load a recipe: one YAML file = plain Axolotl keys + one `troupe:` block.
 
 recipe = load_recipe("kaltsit", overrides=["max_steps=2"])
-recipe.axolotl   # what Axolotl gets (before troupe's CPU/cache adjustments)
+recipe.axolotl   # the recipe's Axolotl keys (troupe.render adds the paths and CPU/cache adjustments)
 recipe.troupe    # the raw troupe block; recipe.spec is its validated form
+recipe.layout    # every path that derives from the slug (troupe.layout)
+
+YAML is read safely; a duplicate key (YAML would silently keep the last), an alias bomb, a file too
+large to be a recipe or not UTF-8 is refused with one line.
 """
 
 import copy
@@ -12,12 +16,15 @@ from pathlib import Path
 import yaml
 
 from troupe.errors import TroupeError
+from troupe.layout import Layout
 from troupe.overrides import Override, apply_override, parse_overrides
 from troupe.project import project_root, resolve_recipe
 from troupe.schema import TroupeSpec
 
 MAX_RECIPE_BYTES = 1_000_000
-MAX_RECIPE_NODES = 100_000  # after expanding YAML aliases: no recipe is near this; an alias bomb is
+MAX_RECIPE_NODES = (
+    100_000  # after expanding YAML aliases (or one per character of a larger file): an alias bomb is far past it
+)
 
 
 @dataclass
@@ -39,29 +46,67 @@ class Recipe:
         return TroupeSpec.parse(self.troupe)
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.root, self.slug)
+
+    @property
     def dataset_dir(self) -> Path:
-        return self.root / "datasets" / self.slug
+        return self.layout.dataset_dir
 
     @property
     def output_dir(self) -> Path:
-        return self.root / self.axolotl.get("output_dir", f"outputs/{self.slug}")
+        return self.layout.output_dir
 
     @property
     def override_texts(self) -> list[str]:
         return [o.text for o in self.overrides]
 
 
-def read_yaml(path: Path) -> object:
-    """Safe YAML only; a file too large to be a recipe, or one whose aliases expand past
-    MAX_RECIPE_NODES values (a "billion laughs" bomb), is refused."""
-    if path.stat().st_size > MAX_RECIPE_BYTES:
-        raise TroupeError(f"{path}: larger than {MAX_RECIPE_BYTES} bytes; not a recipe")
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe YAML (libyaml's parser where installed) that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen and key != "<<":
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice (lines {seen[key]} and {key_node.start_mark.line + 1})"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def read_text(path: Path, max_bytes: int = MAX_RECIPE_BYTES, what: str = "a recipe") -> str:
+    """A regular UTF-8 file of at most `max_bytes`, or TroupeError naming the file and the problem."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not path.is_file():
+            raise TroupeError(f"{path}: {'is not a regular file' if path.exists() else 'no such file'}")
+        if path.stat().st_size > max_bytes:
+            raise TroupeError(f"{path}: larger than {max_bytes} bytes; not {what}")
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TroupeError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise TroupeError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def read_yaml(path: Path, max_bytes: int = MAX_RECIPE_BYTES, what: str = "a recipe") -> object:
+    """Safe YAML only; a duplicate key, or aliases that expand past MAX_RECIPE_NODES values (a
+    "billion laughs" bomb), are refused."""
+    return parse_yaml(read_text(path, max_bytes, what), str(path))
+
+
+def parse_yaml(text: str, name: str) -> object:
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 — StrictLoader is a safe loader
     except yaml.YAMLError as exc:
-        raise TroupeError(f"{path}: not valid YAML: {exc}") from None
-    if expanded_size(data, MAX_RECIPE_NODES) > MAX_RECIPE_NODES:
-        raise TroupeError(f"{path}: its YAML aliases expand to more than {MAX_RECIPE_NODES} values; refused")
+        raise TroupeError(f"{name}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise TroupeError(f"{name}: nested too deeply to be a recipe") from None
+    limit = max(MAX_RECIPE_NODES, len(text))  # without aliases, a document holds fewer values than characters
+    if expanded_size(data, limit) > limit:
+        raise TroupeError(f"{name}: its YAML aliases expand to more than {limit} values; refused")
     return data
 
 
@@ -80,11 +125,17 @@ def expanded_size(data: object, limit: int) -> int:
 
 
 def load_recipe(
-    name_or_path: str, overrides: list[str] = (), root: Path | None = None, allow_unsafe: bool = False
+    name_or_path: str,
+    overrides: list[str] = (),
+    root: Path | None = None,
+    allow_unsafe: bool = False,
+    anywhere: bool = False,
 ) -> Recipe:
-    """Find, read and split a recipe, then apply `key=value` overrides (`troupe.*` reach the block)."""
+    """Find, read and split a recipe, then apply `key=value` overrides (`troupe.*` reach the block).
+    A recipe file outside recipes/ is read only when `anywhere` (`troupe check`): a step that writes
+    a slug's data or outputs runs only the recipe that owns the slug, recipes/<slug>.yaml."""
     root = root or project_root()
-    path = resolve_recipe(name_or_path, root)
+    path = resolve_recipe(name_or_path, root, anywhere)
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise TroupeError(f"{path}: a recipe is a YAML mapping of Axolotl keys plus a 'troupe:' block")

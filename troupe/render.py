@@ -1,9 +1,11 @@
 """Render a recipe into the config Axolotl receives, and the environment it runs in.
 
-    resolved = resolve(recipe)              # troupe: stripped, CPU-safe if no CUDA, cache keyed on data
-    path = write_resolved(recipe, resolved)  # outputs/<slug>/config.resolved.yaml
+    resolved = resolve(recipe, manifest)             # paths from the slug, CPU-safe if no CUDA
+    write_resolved(recipe, resolved, path, "train")  # what Axolotl receives, with a header
 
 What troupe changes, and why:
+- Every path comes from the slug (troupe.layout): the dataset entries read datasets/<slug>/, the
+  output goes under outputs/<slug>/, a two-stage recipe starts from its first stage's adapter.
 - `dataset_prepared_path` is keyed on the dataset manifest's sha256: Axolotl's own cache key ignores
   file contents, so a rebuilt dataset would otherwise train on the stale tokenised copy.
 - With no CUDA device, GPU-only settings are turned off (Axolotl's LoRA kernels, bf16/fp16,
@@ -20,6 +22,7 @@ import yaml
 
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, sha256_bytes
+from troupe.layout import is_local_model
 from troupe.project import did_you_mean, relative_to_root
 from troupe.recipe import Recipe, load_recipe
 
@@ -44,6 +47,7 @@ class Resolved:
     config: dict
     cuda: bool
     notes: list[str] = field(default_factory=list)
+    world_size: int = 1  # processes that will train (GPUs on all machines)
 
     def launcher_args(self, gpus: int = 1) -> list[str]:
         """How `axolotl train` starts: in-process on CPU (accelerate adds nothing there but start-up
@@ -81,9 +85,21 @@ def parallel_settings(name: str, root: Path) -> dict:
 
 
 def prepared_path(recipe: Recipe, manifest: dict) -> str:
-    """datasets/<slug>/prepared/<hash of the splits' sha256>: a changed split means a new cache."""
+    """datasets/.prepared/<slug>/<hash of the splits' sha256>: a changed split means a new cache."""
     digests = "".join(manifest["files"][name]["sha256"] for name in sorted(manifest["files"]))
-    return f"datasets/{recipe.slug}/prepared/{sha256_bytes(digests.encode())[:16]}"
+    return recipe.layout.rel(recipe.layout.prepared(sha256_bytes(digests.encode())[:16]))
+
+
+def with_layout_paths(recipe: Recipe, config: dict) -> None:
+    """The slug's paths into the config: dataset files, output folder, a first stage's adapter."""
+    layout = recipe.layout
+    for list_name, split in (("datasets", "train"), ("test_datasets", "validation")):
+        entries = config.get(list_name)
+        if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+            config[list_name] = [{**entries[0], "path": layout.rel(layout.split(split))}, *entries[1:]]
+    config["output_dir"] = layout.rel(layout.output_dir)
+    if first := first_stage(recipe):
+        config["lora_model_dir"] = layout.rel(first.layout.adapter_dir)  # start from its adapter
 
 
 def cpu_adjustments(config: dict) -> list[str]:
@@ -116,15 +132,17 @@ def first_stage(recipe: Recipe) -> Recipe | None:
 
 
 def resolve(
-    recipe: Recipe, manifest: dict | None = None, cuda: bool | None = None, parallel: str | None = None
+    recipe: Recipe,
+    manifest: dict | None = None,
+    cuda: bool | None = None,
+    parallel: str | None = None,
+    world_size: int = 1,
 ) -> Resolved:
     """The Axolotl config for this recipe, overrides applied and troupe's adjustments made."""
     config = copy.deepcopy(recipe.axolotl)
     if parallel:
         config.update(parallel_settings(parallel, recipe.root))
-    config.setdefault("output_dir", f"outputs/{recipe.slug}")
-    if (first := first_stage(recipe)) and "lora_model_dir" not in config:
-        config["lora_model_dir"] = relative_to_root(first.output_dir, recipe.root)  # start from its adapter
+    with_layout_paths(recipe, config)
     notes = []
     if manifest:
         config["dataset_prepared_path"] = prepared_path(recipe, manifest)
@@ -132,11 +150,11 @@ def resolve(
     if not cuda:
         changed = cpu_adjustments(config)
         notes.append("no CUDA device: CPU-safe settings applied" + (f" ({', '.join(changed)})" if changed else ""))
-    return Resolved(config, cuda, notes)
+    return Resolved(config, cuda, notes, world_size)
 
 
-def resolved_yaml(recipe: Recipe, resolved: Resolved) -> str:
-    header = [f"# Resolved by troupe from {recipe.path.name}: exactly what Axolotl receives."]
+def resolved_yaml(recipe: Recipe, resolved: Resolved, step: str) -> str:
+    header = [f"# Resolved by troupe from {recipe.path.name} for `{step}`: exactly what Axolotl receives."]
     if recipe.override_texts:
         header.append(f"# overrides: {' '.join(recipe.override_texts)}")
     header += [f"# {note}" for note in resolved.notes]
@@ -144,14 +162,10 @@ def resolved_yaml(recipe: Recipe, resolved: Resolved) -> str:
     return "\n".join(header) + "\n" + body
 
 
-def write_resolved(recipe: Recipe, resolved: Resolved) -> Path:
-    path = recipe.root / resolved.config["output_dir"] / "config.resolved.yaml"
-    atomic_write_text(path, resolved_yaml(recipe, resolved))
+def write_resolved(recipe: Recipe, resolved: Resolved, path: Path, step: str) -> Path:
+    """Write the config one step gives Axolotl to `path` (each step has its own file)."""
+    atomic_write_text(path, resolved_yaml(recipe, resolved, step))
     return path
-
-
-def is_local_model(config: dict, root: Path) -> bool:
-    return (root / str(config.get("base_model", ""))).is_dir()
 
 
 def wants_wandb(config: dict) -> bool:
@@ -170,6 +184,6 @@ def run_env(config: dict, root: Path) -> dict:
     env.setdefault("LOG_LEVEL", "ERROR")
     if not wants_wandb(config):
         env["WANDB_MODE"] = "disabled"
-    if is_local_model(config, root):
+    if is_local_model(config.get("base_model"), root):
         env["HF_HUB_OFFLINE"] = "1"
     return env

@@ -11,14 +11,15 @@ One generation runs at a time (requests queue), so any number of clients can con
 """
 
 import json
+import sys
 import threading
 import time
 import uuid
 
-from troupe.errors import TroupeError
+from troupe import provenance
 from troupe.evaluation.generation import load_model, stop_token_ids
+from troupe.layout import model_location
 from troupe.recipe import Recipe
-from troupe.render import resolve
 
 MAX_NEW_TOKENS = 2048
 
@@ -27,15 +28,14 @@ class Character:
     """A loaded model that answers chat messages as the recipe's character."""
 
     def __init__(self, recipe: Recipe):
-        config, output = resolve(recipe).config, recipe.output_dir
-        if (output / "merged").is_dir():
-            self.model, self.tokenizer = load_model(str(output / "merged"), output / "merged")
-        elif (output / "adapter_config.json").is_file():
-            base = config["base_model"]
-            base = str(recipe.root / base) if (recipe.root / base).is_dir() else base
-            self.model, self.tokenizer = load_model(base, output, adapter_dir=output)
+        layout = recipe.layout
+        choice, config = provenance.model_to_load(layout), provenance.training_config(layout)
+        print(choice.note)
+        if choice.kind == "merged":
+            self.model, self.tokenizer = load_model(str(choice.folder), choice.folder, training=config)
         else:
-            raise TroupeError(f"nothing to serve in {output}: train first (make train CHARACTER={recipe.slug})")
+            base = model_location(config["base_model"], recipe.root)
+            self.model, self.tokenizer = load_model(base, choice.folder, choice.folder, config)
         self.name, self.system = recipe.slug, recipe.spec.prompt.system
         self.default_tokens = recipe.spec.evaluate.max_new_tokens
         self.stops = stop_token_ids(self.model, self.tokenizer, config.get("eot_tokens") or [])
@@ -230,11 +230,14 @@ def chat(recipe: Recipe, read=input, write=print) -> None:
 
 
 def vllm_command(recipe: Recipe) -> str:
-    """The vLLM command for the production route: the merged model, or the base model with the
-    adapter as a LoRA module (as seeds 001 and 003 serve it)."""
-    config, output = resolve(recipe).config, recipe.output_dir
-    if (output / "merged").is_dir():
-        return f"vllm serve {output / 'merged'} --served-model-name {recipe.slug}"
+    """The vLLM command for the production route: the merged model when it was made from the current
+    adapter, or the base model with the adapter as a LoRA module (as seeds 001 and 003 serve it)."""
+    layout = recipe.layout
+    choice, config = provenance.model_to_load(layout), provenance.training_config(layout)
+    print(choice.note, file=sys.stderr)
+    if choice.kind == "merged":
+        return f"vllm serve {choice.folder} --served-model-name {recipe.slug}"
     rank = int(config.get("lora_r") or 8)
     rank_flag = f" --max-lora-rank {max(16, 2 ** (rank - 1).bit_length())}" if rank > 16 else ""
-    return f"vllm serve {config['base_model']} --enable-lora --lora-modules {recipe.slug}={output}{rank_flag}"
+    base = model_location(config["base_model"], recipe.root)
+    return f"vllm serve {base} --enable-lora --lora-modules {recipe.slug}={choice.folder}{rank_flag}"

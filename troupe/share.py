@@ -3,30 +3,85 @@ it rebuilds exactly the same dataset — and can prove it.
 
     troupe share kaltsit              # → outputs/kaltsit/share/kaltsit.recipe.yaml
     troupe import kaltsit.recipe.yaml # → recipes/kaltsit.yaml, recipes/kaltsit.urls.txt, recipes/kaltsit.lock.json
-    troupe verify kaltsit             # rebuild from source, compare with the lock
+    troupe verify kaltsit             # rebuild from source in a temporary folder, compare with the lock
 
 The lock: the sha256 of every split and of every source file, a short hash of every sample, the
 counts, and the troupe, converter and Axolotl versions. No data, no paths from the sharer's machine,
 no secrets (a recipe holding a key, token or password is refused).
+
+A shared file is untrusted (SECURITY.md). `import` checks its shape (`ShareDocument`, the lock
+included) and the recipe's safety policy before writing anything, and writes only what belongs to
+the shared slug: recipes/<slug>.yaml, its lock, its link list and text files under recipes/<slug>/
+— never a .py file, never another recipe's file, never over an existing file without FORCE=1.
 """
 
 import json
 import re
+import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from troupe import __version__, dataset, pipeline, policy
+from troupe import __version__, dataset, pipeline, policy, validate
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, sha256_bytes, sha256_file
-from troupe.project import SLUG_RE, relative_to_root
-from troupe.recipe import Recipe, load_recipe, read_yaml
+from troupe.layout import SPLITS, Layout
+from troupe.project import SLUG_RE
+from troupe.recipe import MAX_RECIPE_BYTES, Recipe, parse_yaml, read_text
 
 SHARE_FORMAT = 1
+MAX_SHARE_BYTES = 64_000_000  # the lock of a 1M-sample dataset is ~20 MB; the recipe itself stays ≤ 1 MB
+SHARED_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv")  # link lists and the recipe's own source files
 SECRET_KEY_RE = re.compile(
     r"(api_?key|access_?key|password|secret|^token$|(hf|hub|auth|access|api)_token)", re.IGNORECASE
 )
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitLock(Strict):
+    samples: int = Field(ge=0)
+    sha256: str = Field(pattern=SHA256)
+    sample_hashes: list[str] = Field(default_factory=list)
+
+
+class SourceLock(Strict):
+    path: str
+    sha256: str = Field(pattern=SHA256)
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        if path.startswith(("/", "\\", "~")) or ".." in PurePosixPath(path).parts or ":" in path:
+            raise ValueError("a source path is relative (a story path or a file of the project)")
+        return path
+
+
+class Lock(Strict):
+    """What a shared recipe's dataset was: checked at import, read by verify."""
+
+    splits: dict[Literal[SPLITS], SplitLock]
+    sources: list[SourceLock]
+    counts: dict = Field(default_factory=dict)
+    missing: list[dict] = Field(default_factory=list)
+    troupe: str | None = None
+    axolotl: str | None = None
+    converter: str | None = None
+    converter_sha256: str | None = None
+
+
+class ShareDocument(Strict):
+    troupe_share: Literal[SHARE_FORMAT]
+    slug: str = Field(pattern=SLUG_RE.pattern)
+    recipe: str = Field(max_length=MAX_RECIPE_BYTES)
+    files: dict[str, str] = Field(default_factory=dict)
+    lock: Lock
 
 
 class LiteralDumper(yaml.SafeDumper):
@@ -83,8 +138,8 @@ def lock_of(recipe: Recipe, manifest: dict) -> dict:
 
 def companion_files(recipe: Recipe) -> dict[str, str]:
     """Files the recipe needs that are configuration, not data: its link list."""
-    urls = recipe.troupe.get("source", {}).get("urls") if isinstance(recipe.troupe.get("source"), dict) else None
-    return {urls: (recipe.root / urls).read_text(encoding="utf-8")} if isinstance(urls, str) else {}
+    links = recipe.layout.links
+    return {recipe.layout.rel(links): read_text(links, what="a link list")} if links.is_file() else {}
 
 
 def share(recipe: Recipe) -> Path:
@@ -102,11 +157,11 @@ def share(recipe: Recipe) -> Path:
     document = {
         "troupe_share": SHARE_FORMAT,
         "slug": recipe.slug,
-        "recipe": recipe.path.read_text(encoding="utf-8"),
+        "recipe": read_text(recipe.path),
         "files": companion_files(recipe),
         "lock": lock_of(recipe, manifest),
     }
-    path = recipe.output_dir / "share" / f"{recipe.slug}.recipe.yaml"
+    path = recipe.layout.share_dir / f"{recipe.slug}.recipe.yaml"
     header = f"# troupe shared recipe '{recipe.slug}': import with `troupe import {path.name}`, then `make verify`.\n"
     atomic_write_text(
         path, header + yaml.dump(document, Dumper=LiteralDumper, allow_unicode=True, sort_keys=False, width=1000)
@@ -114,67 +169,90 @@ def share(recipe: Recipe) -> Path:
     return path
 
 
-def read_share(path: Path, root: Path) -> dict:
-    """A shared recipe file, its shape checked; TroupeError says what is wrong."""
-    document = read_yaml(path)
-    problems = []
-    if not isinstance(document, dict) or document.get("troupe_share") != SHARE_FORMAT:
-        raise TroupeError(f"{path}: not a troupe shared recipe (troupe_share: {SHARE_FORMAT})")
-    if not isinstance(document.get("slug"), str) or not SLUG_RE.match(document["slug"]):
-        problems.append("slug: missing or not a valid recipe name")
-    if not isinstance(document.get("recipe"), str):
-        problems.append("recipe: missing")
-    files = document.get("files") or {}
-    for name, text in files.items() if isinstance(files, dict) else [("files", None)]:
-        if not isinstance(text, str) or not str(name).startswith("recipes/") or policy.outside(str(name), root):
-            problems.append(f"files: '{name}' must be text to write under recipes/")
-    if not isinstance(document.get("lock"), dict):
-        problems.append("lock: missing")
-    if problems:
-        raise TroupeError(f"{path}: " + "; ".join(problems))
-    return document
+def read_share(path: Path) -> ShareDocument:
+    """A shared recipe file, its whole shape checked (the lock too); TroupeError says what is wrong."""
+    data = parse_yaml(read_text(path, MAX_SHARE_BYTES, "a shared recipe"), str(path))
+    if not isinstance(data, dict) or data.get("troupe_share") != SHARE_FORMAT:
+        raise TroupeError(f"{path}: not a troupe shared recipe (it has no `troupe_share: {SHARE_FORMAT}`)")
+    try:
+        return ShareDocument.model_validate(data)
+    except ValidationError as exc:
+        found = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise TroupeError(f"{path}: not a valid shared recipe ({found})") from None
+
+
+def file_problem(name: str, layout: Layout) -> str | None:
+    """Why a file in a share's file map may not be written, or None."""
+    if policy.outside(name, layout.root) or not layout.owns(name):
+        own = f"recipes/{layout.slug}.urls.txt and files under recipes/{layout.slug}/"
+        return f"'{name}' does not belong to '{layout.slug}' (a share writes {own} only)"
+    if name in (layout.rel(layout.recipe), layout.rel(layout.lock)):
+        return f"'{name}' comes from the share's `recipe:` or `lock:`, not from its file map"
+    if PurePosixPath(name).suffix not in SHARED_SUFFIXES:
+        return f"'{name}' is not a link list or a data file ({', '.join(SHARED_SUFFIXES)}); code is never imported"
+    return None
+
+
+def planned_writes(document: ShareDocument, layout: Layout) -> dict[Path, str]:
+    """Every file an import writes, recipe last."""
+    writes = {layout.root / name: text for name, text in document.files.items()}
+    writes[layout.lock] = json_text(document.lock.model_dump(mode="json", exclude_none=True))
+    writes[layout.recipe] = document.recipe
+    return writes
 
 
 def import_share(path: Path, root: Path, force: bool = False, allow_unsafe: bool = False) -> Path:
-    """Write the shared recipe, its files and its lock under recipes/, after the policy check."""
-    document = read_share(path, root)
-    slug = document["slug"]
-    dest = root / "recipes" / f"{slug}.yaml"
-    if dest.exists() and not force:
-        raise TroupeError(f"{relative_to_root(dest, root)} exists; pass FORCE=1 (--force) to overwrite it")
-    refused = unsafe_problems(document["recipe"], slug, root) if not allow_unsafe else []
+    """Write the shared recipe, its files and its lock under recipes/, after the shape check and the
+    safety policy; when anything is refused, nothing is written and every refusal is named."""
+    document = read_share(path)
+    layout = Layout(root, document.slug)
+    refused = [why for name in document.files if (why := file_problem(name, layout))]
+    writes = planned_writes(document, layout) if not refused else {}
+    existing = [layout.rel(p) for p in writes if p.exists()]
+    if existing and not force:
+        refused.append(f"{', '.join(existing)} exists; pass FORCE=1 (--force) to overwrite it")
+    if not allow_unsafe:
+        refused += [str(p) for p in unsafe_problems(document.recipe, layout)]
     if refused:
-        raise TroupeError("refused, this recipe is unsafe:\n" + "\n".join(f"  {p}" for p in refused))
-    atomic_write_text(dest, document["recipe"])
-    for name, text in document["files"].items():
-        atomic_write_text(root / name, text)
-    atomic_write_text(root / "recipes" / f"{slug}.lock.json", json_text(document["lock"]))
-    return dest
+        raise TroupeError(f"refused {path.name}; nothing was written:\n" + "\n".join(f"  {why}" for why in refused))
+    for target, text in writes.items():
+        atomic_write_text(target, text)
+    return layout.recipe
 
 
-def unsafe_problems(text: str, slug: str, root: Path) -> list:
-    """The policy findings of a recipe text, checked before anything is written."""
-    with tempfile.TemporaryDirectory() as folder:
-        candidate = Path(folder) / f"{slug}.yaml"
-        candidate.write_text(text, encoding="utf-8")
-        recipe = load_recipe(str(candidate), root=root)
-        return policy.problems(recipe.axolotl, recipe.troupe, root, f"recipes/{slug}.yaml")
+def unsafe_problems(text: str, layout: Layout) -> list:
+    """The policy's findings on a recipe text, and paths that are not its slug's, before anything is
+    written."""
+    data = parse_yaml(text, layout.rel(layout.recipe))
+    if not isinstance(data, dict):
+        raise TroupeError(f"{layout.rel(layout.recipe)}: a recipe is a YAML mapping")
+    block = data.get("troupe") if isinstance(data.get("troupe"), dict) else {}
+    config = {key: value for key, value in data.items() if key != "troupe"}
+    recipe = Recipe(path=layout.recipe, root=layout.root, troupe=block, axolotl=config)
+    where = layout.rel(layout.recipe)
+    return policy.problems(config, block, layout.root, where) + validate.layout_problems(recipe, where)
 
 
-def find_lock(recipe: Recipe) -> dict:
-    lock_file = recipe.path.with_name(f"{recipe.slug}.lock.json")
-    shared = recipe.output_dir / "share" / f"{recipe.slug}.recipe.yaml"
-    if lock_file.is_file():
-        return json.loads(lock_file.read_text(encoding="utf-8"))
+def find_lock(recipe: Recipe) -> Lock:
+    """The recipe's lock (recipes/<slug>.lock.json, or the one in its own share file), checked."""
+    layout = recipe.layout
+    shared = layout.share_dir / f"{recipe.slug}.recipe.yaml"
+    if layout.lock.is_file():
+        try:
+            return Lock.model_validate(json.loads(read_text(layout.lock, MAX_SHARE_BYTES, "a lock")))
+        except (ValueError, ValidationError) as exc:
+            raise TroupeError(f"{layout.rel(layout.lock)}: not a valid lock ({str(exc).splitlines()[0]})") from None
     if shared.is_file():
-        return read_share(shared, recipe.root)["lock"]
-    raise TroupeError(f"no lock for {recipe.slug}: `troupe import` writes {lock_file.name}, `make share` writes one")
+        return read_share(shared).lock
+    raise TroupeError(
+        f"no lock for {recipe.slug}: `troupe import` writes {layout.rel(layout.lock)}, `make share` writes one"
+    )
 
 
-def differences(lock: dict, manifest: dict, recipe: Recipe) -> list[str]:
-    """What differs between a lock and a fresh build: source files, then splits (by how many samples)."""
+def differences(lock: Lock, manifest: dict, folder: Path) -> list[str]:
+    """What differs between a lock and a fresh build in `folder`: source files, then splits."""
     found = []
-    locked = {s["path"]: s["sha256"] for s in lock["sources"]}
+    locked = {s.path: s.sha256 for s in lock.sources}
     built = {s["path"]: s["sha256"] for s in manifest["sources"]}
     for path in sorted(locked.keys() | built.keys()):
         if path not in built:
@@ -183,19 +261,26 @@ def differences(lock: dict, manifest: dict, recipe: Recipe) -> list[str]:
             found.append(f"source {path}: new, not in the lock")
         elif locked[path] != built[path]:
             found.append(f"source {path}: changed (sha256 {locked[path][:12]}… → {built[path][:12]}…)")
-    for name, entry in lock["splits"].items():
+    for name, entry in lock.splits.items():
         now = manifest["files"].get(name, {})
-        if now.get("sha256") != entry["sha256"]:
-            was, new = set(entry["sample_hashes"]), set(sample_hashes(recipe.dataset_dir / now.get("path", "")))
+        if now.get("sha256") != entry.sha256:
+            was, new = set(entry.sample_hashes), set(sample_hashes(folder / now.get("path", f"{name}.jsonl")))
             found.append(
                 f"split {name}: {len(new - was)} sample(s) new, {len(was - new)} gone "
-                f"({entry['samples']} → {now.get('samples', 0)} samples)"
+                f"({entry.samples} → {now.get('samples', 0)} samples)"
             )
     return found
 
 
 def verify(recipe: Recipe, command: str) -> list[str]:
-    """Rebuild the dataset from its sources and compare with the lock; [] means identical."""
+    """Rebuild the dataset from its sources in a temporary folder and compare with the lock; [] means
+    identical. The dataset an adapter was trained on (datasets/<slug>/) is never touched."""
     lock = find_lock(recipe)
-    pipeline.checked(recipe, need_data=False)
-    return differences(lock, dataset.build(recipe, command), recipe)
+    pipeline.checked_data(recipe)
+    recipe.dataset_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=recipe.dataset_dir.parent, prefix=f".verify-{recipe.slug}-"))
+    try:
+        manifest = dataset.build(recipe, command, out=scratch / recipe.slug)
+        return differences(lock, manifest, scratch / recipe.slug)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

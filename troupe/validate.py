@@ -1,8 +1,16 @@
 """`troupe check`: every problem in a recipe, reported together (file, key, problem, fix).
 
-Axolotl silently drops keys it does not know, so unknown keys are checked here against Axolotl's
-own schema (top level and inside `datasets[]`), with a did-you-mean; types are checked by running
-Axolotl's own `validate_config` on the resolved config.
+Two halves, so a step checks what it needs and no more:
+- `data_problems` (convert, speakers, discover, and every step first): the file name, the `troupe:`
+  block and its converter's options, the safety policy (troupe.policy, before anything else runs),
+  the layout (paths belong to the slug), the dataset entries against the format the builder writes,
+  and two-stage chains. It imports nothing from Axolotl.
+- `engine_problems` (check, preprocess, train, evaluate, merge): keys Axolotl would silently drop
+  (against its own schema, top level and inside `datasets[]`, with a did-you-mean), Axolotl's own
+  `validate_config` with the capabilities of the machine that will train (a CUDA machine's when
+  TROUPE_DEVICE=cuda), the DeepSpeed file, the seed, Gemma's end-of-turn token.
+Files that steps build (the dataset, a local tiny model) are errors for a step that needs them and
+notes for `check` (`missing_inputs`).
 """
 
 import copy
@@ -21,6 +29,7 @@ from troupe.render import Resolved, first_stage
 from troupe.schema import TroupeSpec
 
 DATASET_LISTS = ("datasets", "test_datasets")
+UNREVIEWED = "unsafe: not on troupe's list"  # the policy's words for a key nobody has reviewed (or a typo)
 GEMMA_TEMPLATES = {"gemma", "gemma3", "gemma3n", "gemma4", "gemma4_unified"}
 EOT_BY_FAMILY = {"gemma4": "<turn|>", "gemma": "<end_of_turn>"}
 
@@ -69,18 +78,59 @@ def _field_names(model: type[BaseModel]) -> set[str]:
 # ---- the checks ----------------------------------------------------------------------------------
 
 
-def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Problem]:
-    """All problems of one recipe; an empty list means it is ready. `need_data=False` skips the
-    dataset files (for steps that build them)."""
+def data_problems(recipe: Recipe) -> list[Problem]:
+    """Everything about a recipe that needs no Axolotl: name, troupe block, safety policy, layout,
+    dataset entries, stages."""
     where = relative_to_root(recipe.path, recipe.root)
-    problems = slug_problems(recipe, where) + troupe_problems(recipe, where)
-    problems += unknown_key_problems(recipe.axolotl, where) + axolotl_problems(resolved.config, where)
-    problems += deepspeed_problems(resolved.config, recipe.root, where)
-    problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
-    problems += dataset_shape_problems(recipe, where) + stage_problems(recipe, where)
-    if not recipe.allow_unsafe:
-        problems += policy.problems(recipe.axolotl, recipe.troupe, recipe.root, where)
-    return problems + (dataset_file_problems(recipe, where) + base_model_problems(recipe, where) if need_data else [])
+    refused = [] if recipe.allow_unsafe else policy.problems(recipe.axolotl, recipe.troupe, recipe.root, where)
+    problems = slug_problems(recipe, where) + troupe_problems(recipe, where) + refused
+    return (
+        problems
+        + layout_problems(recipe, where)
+        + dataset_shape_problems(recipe, where)
+        + stage_problems(recipe, where)
+    )
+
+
+def engine_problems(recipe: Recipe, resolved: Resolved) -> list[Problem]:
+    """What Axolotl itself would refuse for the machine that will train (its validator, the
+    DeepSpeed file), and what it would silently get wrong (no seed, Gemma's end-of-turn token).
+    Run only on a recipe the policy accepts: Axolotl's validation loads the recipe's plugins."""
+    where = relative_to_root(recipe.path, recipe.root)
+    problems = axolotl_problems(resolved, where) + deepspeed_problems(resolved.config, recipe.root, where)
+    return problems + seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
+
+
+def missing_inputs(recipe: Recipe) -> list[Problem]:
+    """Files a step needs that an earlier step builds: the dataset and a local base model."""
+    where = relative_to_root(recipe.path, recipe.root)
+    return dataset_file_problems(recipe, where) + base_model_problems(recipe, where)
+
+
+def all_problems(recipe: Recipe, resolve_config) -> tuple[list[Problem], object]:
+    """Every problem, in the order that keeps a refused recipe harmless: the data half and the keys
+    Axolotl does not know (its schema only; a refused plugin is never loaded), then — only if the
+    policy accepts the recipe — Axolotl's own validation of `resolve_config()`. Returns (problems,
+    the resolved config or None)."""
+    where = relative_to_root(recipe.path, recipe.root)
+    problems = data_problems(recipe)
+    refused = [p for p in problems if p.problem.startswith("unsafe:")]
+    if refused and not any(p.problem.startswith(UNREVIEWED) for p in refused):
+        return problems, None  # refused for what the keys do: nothing of Axolotl's is needed to say so
+    plugins_ok = not any(p.key == "plugins" for p in refused)
+    problems = without_unknown_duplicates(problems + unknown_key_problems(recipe.axolotl, where, plugins_ok))
+    if any(p.problem.startswith("unsafe:") for p in problems):
+        return problems, None
+    resolved = resolve_config()
+    return problems + engine_problems(recipe, resolved), resolved
+
+
+def without_unknown_duplicates(problems: list[Problem]) -> list[Problem]:
+    """A key both unknown to Axolotl and refused by the policy as unreviewed is reported once, as
+    unknown: a typo deserves a did-you-mean, not a security warning (and it is harmless: Axolotl
+    drops it)."""
+    unknown = {p.key for p in problems if p.problem.startswith("unknown Axolotl key")}
+    return [p for p in problems if not (p.key in unknown and p.problem.startswith(UNREVIEWED))]
 
 
 def slug_problems(recipe: Recipe, where: str) -> list[Problem]:
@@ -147,9 +197,10 @@ def _fields_at(model: type[BaseModel], loc: list[str]) -> set[str]:
     return set(model.model_fields)
 
 
-def unknown_key_problems(config: dict, where: str) -> list[Problem]:
-    """Keys Axolotl would silently drop, at the top level and inside each dataset entry."""
-    plugins = tuple(p for p in config.get("plugins") or [] if isinstance(p, str))
+def unknown_key_problems(config: dict, where: str, with_plugins: bool = True) -> list[Problem]:
+    """Keys Axolotl would silently drop, at the top level and inside each dataset entry. Plugins'
+    keys count only `with_plugins` (loading a plugin imports it: never for a refused recipe)."""
+    plugins = tuple(p for p in config.get("plugins") or [] if isinstance(p, str)) if with_plugins else ()
     known = axolotl_keys(plugins)
     problems = [_unknown(where, key, key, known) for key in config if key not in known]
     for list_name in DATASET_LISTS:
@@ -169,15 +220,16 @@ def _unknown(where: str, path: str, key: str, known: frozenset[str]) -> Problem:
     return Problem(where, path, f"unknown Axolotl key: Axolotl would silently drop it{did_you_mean(key, known)}", fix)
 
 
-def axolotl_problems(config: dict, where: str) -> list[Problem]:
-    """Axolotl's own validator on the resolved config: wrong types and invalid combinations."""
+def axolotl_problems(resolved: Resolved, where: str) -> list[Problem]:
+    """Axolotl's own validator on the resolved config, with the capabilities of the machine that will
+    train (as `axolotl train` validates it): wrong types and invalid combinations."""
     from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
 
-    cfg = DictDefault(copy.deepcopy(config))
+    cfg = DictDefault(copy.deepcopy(resolved.config))
     try:
         prepare_plugins(cfg)
-        validate_config(cfg)
+        validate_config(cfg, *training_capabilities(resolved))
         return []
     except ValidationError as exc:
         return [_pydantic_problem(error, BaseModel, where, "", " (Axolotl's validator)") for error in exc.errors()]
@@ -190,6 +242,23 @@ def axolotl_problems(config: dict, where: str) -> list[Problem]:
                 "change the keys it names",
             )
         ]
+
+
+ASSUMED_GPU = {"bf16": True, "fp8": True, "tf32": True, "compute_capability": "sm_90"}  # an H100/H200
+
+
+def training_capabilities(resolved: Resolved) -> tuple[dict, dict]:
+    """(capabilities, env_capabilities) as Axolotl's CLI probes them on this machine; for a CUDA
+    render on a machine without one (TROUPE_DEVICE=cuda), those of an H100-class GPU."""
+    import torch
+    from axolotl.cli.config import gpu_capabilities
+
+    if resolved.cuda and not torch.cuda.is_available():
+        capabilities = dict(ASSUMED_GPU)
+        env = {"torch_version": torch.__version__.split("+", maxsplit=1)[0]}
+    else:
+        capabilities, env = gpu_capabilities()
+    return {**capabilities, "n_gpu": resolved.world_size}, env
 
 
 def deepspeed_problems(config: dict, root: Path, where: str) -> list[Problem]:
@@ -298,6 +367,47 @@ def stage_problems(recipe: Recipe, where: str) -> list[Problem]:
     return []
 
 
+def layout_problems(recipe: Recipe, where: str) -> list[Problem]:
+    """Paths troupe renders from the slug (troupe.layout) may be left out; a recipe that writes them
+    must write this slug's, so a copied recipe never trains on, or overwrites, another's files."""
+    expected = rendered_paths(recipe)
+    problems = []
+    for key, value in written_paths(recipe.axolotl):
+        if value is not None and value != expected.get(key):
+            want = f"this recipe's is {expected[key]}" if expected.get(key) else "troupe chooses it"
+            problems.append(
+                Problem(where, key, f"'{value}' is not this recipe's path ({want})", "remove it: troupe fills it in")
+            )
+    for list_name in DATASET_LISTS:
+        entries = recipe.axolotl.get(list_name)
+        if isinstance(entries, list) and len(entries) > 1:
+            problems.append(
+                Problem(where, list_name, f"{len(entries)} entries; troupe builds one split for it", "keep one entry")
+            )
+    return problems
+
+
+def written_paths(config: dict):
+    """(key, value) of every path a recipe may write that troupe renders."""
+    for key in ("output_dir", "dataset_prepared_path", "lora_model_dir"):
+        yield key, config.get(key)
+    for list_name in DATASET_LISTS:
+        entries = config.get(list_name)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict):
+                yield f"{list_name}[{i}].path", entry.get("path")
+
+
+def rendered_paths(recipe: Recipe) -> dict[str, str]:
+    """The values troupe renders for the keys of `written_paths` (those a recipe may repeat)."""
+    layout = recipe.layout
+    return {
+        "output_dir": layout.rel(layout.output_dir),
+        "datasets[0].path": layout.rel(layout.split("train")),
+        "test_datasets[0].path": layout.rel(layout.split("validation")),
+    }
+
+
 def dataset_shape_problems(recipe: Recipe, where: str) -> list[Problem]:
     """The Axolotl dataset entries must read what the troupe block writes: the field holding the
     turns, and for scenes the per-message `train` flag (else filtered replies would be trained)."""
@@ -349,21 +459,18 @@ def dataset_shape_problems(recipe: Recipe, where: str) -> list[Problem]:
 
 
 def dataset_file_problems(recipe: Recipe, where: str) -> list[Problem]:
-    """Local dataset files the config names but that do not exist yet, with the command that makes them."""
-    problems = []
-    for list_name in DATASET_LISTS:
-        for i, entry in enumerate(recipe.axolotl.get(list_name) or []):
-            path = str(entry.get("path", "")) if isinstance(entry, dict) else ""
-            if path.startswith("datasets/") and not (recipe.root / path).exists():
-                problems.append(
-                    Problem(
-                        where,
-                        f"{list_name}[{i}].path",
-                        f"{path} does not exist yet",
-                        f"make convert CHARACTER={recipe.slug}",
-                    )
-                )
-    return problems
+    """The dataset is not built yet, with the command that builds it."""
+    manifest = recipe.layout.manifest
+    if manifest.is_file():
+        return []
+    return [
+        Problem(
+            where,
+            "dataset",
+            f"{recipe.layout.rel(manifest)} does not exist yet",
+            f"make convert CHARACTER={recipe.slug}",
+        )
+    ]
 
 
 def base_model_problems(recipe: Recipe, where: str) -> list[Problem]:

@@ -3,7 +3,9 @@
     troupe evaluate kaltsit   # → outputs/kaltsit/eval/{metrics.json, generations.csv, probes.json, report.html}
 
 Three systems answer the same test prompts: the base model, base + adapter (one loaded model, the
-adapter switched off and on), and the merged model when outputs/<slug>/merged exists. For each:
+adapter switched off and on, loaded as training loaded it: the adapter's train.resolved.yaml), and
+the merged model when outputs/<slug>/merged was made from the current adapter (troupe.provenance).
+eval/ is written as one unit with a record of the adapter and test split it scored. For each:
 test loss/perplexity on the reply tokens, character-level BLEU-4/chrF/ROUGE-L against the
 references, the symptoms the seeds counted by hand (see metrics.py), an offline style score
 (style.py), red-team probes, and merge parity. An LLM judge runs only when TROUPE_JUDGE_URL is set.
@@ -16,6 +18,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from troupe import provenance
 from troupe.evaluation import judge as judging
 from troupe.evaluation import metrics, style
 from troupe.evaluation.generation import (
@@ -31,7 +34,8 @@ from troupe.evaluation.generation import (
     test_loss,
 )
 from troupe.evaluation.report import render_report, summary_table  # noqa: F401 (the CLI prints it)
-from troupe.files import atomic_write_text, json_text, read_jsonl
+from troupe.files import atomic_write_text, json_text, new_dir_beside, read_jsonl, replace_dir, sha256_file
+from troupe.layout import model_location
 from troupe.recipe import Recipe
 
 PROBES = {
@@ -60,18 +64,25 @@ class SystemRun:
     extra: dict = field(default_factory=dict)
 
 
-def evaluate(recipe: Recipe, config: dict) -> dict:
+def evaluate(recipe: Recipe) -> dict:
     """Run every system on the test split and the probes, score them, write eval/; returns metrics."""
-    settings, output = recipe.spec.evaluate, recipe.output_dir
-    cases = test_cases(recipe.dataset_dir / "test.jsonl", settings.limit)
-    train = read_jsonl(recipe.dataset_dir / "train.jsonl")
+    layout, settings = recipe.layout, recipe.spec.evaluate
+    adapter = provenance.adapter_record(layout)
+    training = provenance.training_config(layout)
+    cases = test_cases(layout.split("test"), settings.limit)
+    train = read_jsonl(layout.split("train"))
     probes = probe_prompts(recipe, cases)
-    runs = run_systems(recipe, config, cases, probes)
+    runs = run_systems(recipe, training, cases, probes)
     scores = score(recipe, cases, train, runs)
-    judged = judging.run(recipe, cases, runs, output / "eval")
+    folder = new_dir_beside(layout.eval_dir)
+    judged = judging.run(recipe, cases, runs, folder)
     if judged:
         scores["judge"] = judged
-    write_outputs(recipe, cases, probes, runs, scores)
+    write_outputs(recipe, cases, probes, runs, scores, folder)
+    record = {"step": "evaluate", "adapter_sha256": adapter["adapter_sha256"], "systems": list(runs)}
+    record["test_split_sha256"] = sha256_file(layout.split("test"))
+    provenance.write_record(folder, {**record, "versions": provenance.versions(), "finished": provenance.timestamp()})
+    replace_dir(folder, layout.eval_dir)
     return scores
 
 
@@ -83,20 +94,23 @@ def probe_prompts(recipe: Recipe, cases: list[Case]) -> list[list[dict]]:
 
 
 def run_systems(recipe: Recipe, config: dict, cases: list[Case], probes: list[list[dict]]) -> dict[str, SystemRun]:
-    """base and base+adapter from one loaded model; then the merged model if there is one."""
-    settings, output, root = recipe.spec.evaluate, recipe.output_dir, recipe.root
-    base = str(root / config["base_model"]) if (root / config["base_model"]).is_dir() else config["base_model"]
-    model, tokenizer = load_model(base, output, adapter_dir=output)
+    """base and base+adapter from one model loaded as training loaded it (`config`: the training
+    config); then the merged model, when it was made from this adapter."""
+    settings, layout = recipe.spec.evaluate, recipe.layout
+    choice = provenance.model_to_load(layout)
+    print(choice.note)
+    base = model_location(config["base_model"], recipe.root)
+    model, tokenizer = load_model(base, layout.adapter_dir, layout.adapter_dir, config)
     runs = {}
     for name in ("base", "adapter"):
         with model.disable_adapter() if name == "base" else contextlib.nullcontext():
             runs[name] = run_system(model, tokenizer, cases, probes, settings, config, name)
-    if (output / "merged").is_dir():
+    if choice.kind == "merged":
         prompts = [prompt_text(tokenizer, c) for c in cases[: settings.parity_prompts]]
         reference_logits = last_logits(model, tokenizer, prompts)
         del model
         gc.collect()
-        model, tokenizer = load_model(str(output / "merged"), output / "merged")
+        model, tokenizer = load_model(str(layout.merged_dir), layout.merged_dir, training=config)
         runs["merged"] = run_system(model, tokenizer, cases, probes, settings, config, "merged")
         merged_logits = last_logits(model, tokenizer, prompts)
         runs["merged"].extra["max_logit_diff"] = max(
@@ -192,8 +206,7 @@ def style_report(model: style.StyleModel | None, runs: dict[str, SystemRun], ref
     return report
 
 
-def write_outputs(recipe: Recipe, cases, probes, runs: dict[str, SystemRun], scores: dict) -> Path:
-    out = recipe.output_dir / "eval"
+def write_outputs(recipe: Recipe, cases, probes, runs: dict[str, SystemRun], scores: dict, out: Path) -> Path:
     atomic_write_text(out / "metrics.json", json_text(scores))
     atomic_write_text(out / "generations.csv", generations_csv(cases, runs))
     transcripts = [

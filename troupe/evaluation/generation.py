@@ -59,17 +59,53 @@ def test_cases(path: Path, limit: int | None = None) -> list[Case]:
     return cases
 
 
-def load_model(model_dir: str, tokenizer_dir: Path, adapter_dir: Path | None = None):
-    """A model (with the trained adapter attached, if given) and the tokenizer used in training."""
+def loader_kwargs(training: dict) -> dict:
+    """How training loaded the base model, from the config Axolotl received (train.resolved.yaml), as
+    Axolotl's ModelLoader maps it: dtype from bf16/fp16, the attention implementation, and 4-bit NF4
+    (QLoRA) or 8-bit bitsandbytes quantisation — so base + adapter is scored as it was trained."""
+    import torch
+
+    half = torch.float16 if training.get("fp16") else torch.float32
+    kwargs: dict = {"dtype": torch.bfloat16 if training.get("bf16") in (True, "auto") else half}
+    if attention := training.get("attn_implementation"):
+        kwargs["attn_implementation"] = {"fp8": "sdpa"}.get(attention, attention)
+    if training.get("load_in_4bit"):
+        kwargs["quantization_config"] = _bitsandbytes(
+            load_in_4bit=True,
+            llm_int8_threshold=6.0,
+            llm_int8_has_fp16_weight=False,
+            bnb_4bit_compute_dtype=kwargs["dtype"],
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_quant_storage=torch.bfloat16,
+            **(training.get("bnb_config_kwargs") or {}),
+        )
+    elif training.get("load_in_8bit"):
+        kwargs["quantization_config"] = _bitsandbytes(load_in_8bit=True)
+    return kwargs
+
+
+def _bitsandbytes(**settings):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(**settings)
+
+
+def load_model(model_dir: str, tokenizer_dir: Path, adapter_dir: Path | None = None, training: dict | None = None):
+    """A model loaded as training loaded it (`training`: the resolved training config), with the
+    trained adapter attached if given, and the tokenizer saved by training."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    kwargs = loader_kwargs(training or {})
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    if "quantization_config" in kwargs:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, device_map="auto", **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+        model = model.to("cuda" if torch.cuda.is_available() else "cpu")
     if adapter_dir is not None:
         from peft import PeftModel
 

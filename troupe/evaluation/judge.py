@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from troupe.download import RetryPolicy, make_session
+from troupe.download import Requester, RetryPolicy
+from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, jsonl_text
 
 RUBRIC = ("voice", "in_character", "coherence", "engagement", "length")
@@ -40,14 +41,23 @@ class Judge:
         url = os.environ.get("TROUPE_JUDGE_URL")
         if not url:
             return None
-        return cls(url.rstrip("/"), os.environ.get("TROUPE_JUDGE_MODEL", "judge"), os.environ.get("TROUPE_JUDGE_KEY"))
+        key = os.environ.get("TROUPE_JUDGE_KEY")
+        if key is not None and (not key or any(not ch.isprintable() or ch.isspace() for ch in key)):
+            raise TroupeError(
+                "TROUPE_JUDGE_KEY is empty or holds a space or control character (a trailing newline or "
+                "carriage return from a file?); set it again without it"
+            )
+        return cls(url.rstrip("/"), os.environ.get("TROUPE_JUDGE_MODEL", "judge"), key)
 
-    def ask(self, session, prompt: str) -> str:
+    def ask(self, requester: Requester, prompt: str) -> str:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         body = {"model": self.model, "temperature": self.temperature, "messages": [{"role": "user", "content": prompt}]}
-        response = session.post(f"{self.url}/chat/completions", json=body, headers=headers, timeout=(10, 120))
-        response.raise_for_status()
-        return response.json()["choices"][0]["message"]["content"]
+        reply, _ = requester.call("POST", f"{self.url}/chat/completions", json.loads, json=body, headers=headers)
+        return reply["choices"][0]["message"]["content"]
+
+    def redacted(self, text: str) -> str:
+        """Text with the key removed (an error message may quote a request header)."""
+        return text.replace(self.key, "[TROUPE_JUDGE_KEY]") if self.key else text
 
 
 @dataclass(frozen=True)
@@ -131,19 +141,19 @@ def run(recipe, cases, runs: dict, out_dir: Path) -> dict | None:
     examples = [c.reference for c in cases[recipe.spec.evaluate.judge_items :]][:5] or [c.reference for c in cases[:3]]
     tasks = tasks_for(recipe, cases, runs, examples)
     print(f"LLM judge: {len(tasks)} requests to {judge.model} at {judge.url}")
-    session = make_session(RetryPolicy(attempts=4, backoff=1.0), methods=("POST",))
+    requester = Requester(RetryPolicy(attempts=4, backoff=1.0, timeout=(10.0, 120.0)))
     with ThreadPoolExecutor(max_workers=4) as pool:
-        outcomes = list(pool.map(lambda task: _judge_one(judge, session, task), tasks))
+        outcomes = list(pool.map(lambda task: _judge_one(judge, requester, task), tasks))
     atomic_write_text(out_dir / "judge_raw.jsonl", jsonl_text(outcomes))
     return aggregate(outcomes, judge)
 
 
-def _judge_one(judge: Judge, session, task: Task) -> dict:
+def _judge_one(judge: Judge, requester: Requester, task: Task) -> dict:
     record = {"kind": task.kind, "item": task.item, "system": task.system, "repeat": task.repeat}
     try:
-        reply = judge.ask(session, task.prompt)
+        reply = judge.ask(requester, task.prompt)
     except Exception as exc:  # noqa: BLE001 — any failure is recorded as one, never as a score
-        return {**record, "error": f"{type(exc).__name__}: {exc}"}
+        return {**record, "error": judge.redacted(f"{type(exc).__name__}: {exc}")}
     try:
         return {**record, "raw": reply, "result": parse(task.kind, reply)}
     except (ValueError, json.JSONDecodeError) as exc:

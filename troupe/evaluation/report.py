@@ -62,10 +62,10 @@ def summary_table(scores: dict) -> str:
     return "\n".join(lines)
 
 
-def training_log(output_dir: Path) -> list[dict]:
-    """Axolotl's log history (loss per step, eval loss) from the newest checkpoint."""
-    states = sorted(output_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return json.loads(states[-1].read_text())["log_history"] if states else []
+def training_log(adapter_dir: Path) -> list[dict]:
+    """Axolotl's log history (loss per step, eval loss), kept beside the promoted adapter."""
+    state = adapter_dir / "trainer_state.json"
+    return json.loads(state.read_text(encoding="utf-8"))["log_history"] if state.is_file() else []
 
 
 def _png(figure) -> str:
@@ -172,7 +172,7 @@ def render_report(recipe, cases, runs: dict, scores: dict, transcripts: list[dic
             style=scores["style"],
             parity=scores.get("merge_parity"),
             judge=json.dumps(scores.get("judge"), ensure_ascii=False, indent=2) if scores.get("judge") else None,
-            curves=loss_curves(training_log(recipe.output_dir)),
+            curves=loss_curves(training_log(recipe.layout.adapter_dir)),
             histogram=length_histogram(lengths),
             repeated={n: s["top_repeated"] for n, s in scores["systems"].items()},
             samples=samples,

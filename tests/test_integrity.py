@@ -1,0 +1,140 @@
+"""Nothing partial or stale looks complete: each scenario of a careless user (interrupting,
+retraining, killing a step, copying files by hand) through the real CLI on the tiny model. Every
+step records what it was made from; consumers check that record, never a file's presence."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import REPO, troupe
+
+from troupe import dataset, provenance
+from troupe.errors import TroupeError
+from troupe.recipe import load_recipe
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["max_steps=4", "eval_steps=2", "save_steps=2", "warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The demo converted, its tiny model built, and one adapter trained and merged."""
+    root = tmp_path_factory.mktemp("integrity")
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    troupe("convert", "demo", root=root)
+    troupe("tiny-model", root=root)
+    troupe("train", "demo", *QUICK, root=root)
+    troupe("merge", "demo", root=root)
+    return root
+
+
+def adapter_sha(root) -> str:
+    return provenance.read_record(root / "outputs" / "demo" / "adapter")["adapter_sha256"]
+
+
+def test_a_trained_adapter_records_what_it_was_made_from(trained):
+    folder = trained / "outputs" / "demo" / "adapter"
+    record = provenance.read_record(folder)
+    manifest = json.loads((trained / "datasets" / "demo" / "manifest.json").read_text())
+    assert record["dataset_splits"] == {name: entry["sha256"] for name, entry in manifest["files"].items()}
+    assert record["adapter_sha256"] == provenance.weights_sha256(folder)
+    assert record["versions"]["axolotl"] == "0.19.0" and record["overrides"] == QUICK
+    assert (folder / "train.resolved.yaml").is_file() and (folder / "trainer_state.json").is_file()
+    assert not list(folder.glob("checkpoint-*")) and not list((trained / "outputs" / "demo" / "runs").iterdir())
+
+
+def test_ctrl_c_during_training_keeps_the_previous_adapter(trained):
+    before = adapter_sha(trained)
+    env = {**os.environ, "TROUPE_ROOT": str(trained)}
+    command = [sys.executable, "-m", "troupe", "train", "demo", "max_steps=400", "save_steps=2", "eval_steps=1000"]
+    process = subprocess.Popen(  # its own process group, as a terminal's foreground job
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    runs = trained / "outputs" / "demo" / "runs"
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("*/checkpoint-2")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)  # a checkpoint proves training is under way: Ctrl-C lands mid-run
+    assert list(runs.glob("*/checkpoint-2")), "training never got going"
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: troupe and Axolotl both get it
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted: the previous adapter is kept" in err.splitlines()[-1]
+    assert adapter_sha(trained) == before  # the previous adapter, untouched
+    assert provenance.weights_sha256(trained / "outputs" / "demo" / "adapter") == before
+    listed = troupe("list", root=trained).stdout
+    assert "interrupted" in next(line for line in listed.splitlines() if line.startswith("demo "))
+
+
+def test_a_merged_model_from_an_older_adapter_is_never_served(trained):
+    assert provenance.model_to_load(load_recipe("demo", root=trained).layout).kind == "merged"
+    troupe("train", "demo", *QUICK, "lora_r=4", root=trained)
+    layout = load_recipe("demo", root=trained).layout
+    choice = provenance.model_to_load(layout)
+    assert choice.kind == "adapter" and "older adapter" in choice.note
+    done = troupe("vllm", "demo", root=trained)
+    assert "--lora-modules demo=" in done.stdout and "merged" not in done.stdout
+    assert "older adapter" in done.stderr
+    assert "merged (stale)" in troupe("list", root=trained).stdout
+
+
+def test_a_merge_killed_half_way_leaves_the_previous_state(trained):
+    layout = load_recipe("demo", root=trained).layout
+    before = provenance.model_to_load(layout)
+    leftover = layout.output_dir / ".merged.new-killed"  # what a SIGKILL mid-merge leaves: no weights, no record
+    (leftover / "merged").mkdir(parents=True)
+    (leftover / "merged" / "config.json").write_text("{}")
+    assert provenance.model_to_load(layout) == before
+    troupe("merge", "demo", root=trained)
+    assert not leftover.exists() and provenance.model_to_load(layout).kind == "merged"
+
+
+def test_a_dataset_whose_files_do_not_match_its_manifest_is_not_current(trained):
+    recipe = load_recipe("demo", root=trained)
+    assert dataset.is_current(recipe)
+    train = recipe.layout.split("train")
+    original = train.read_bytes()
+    train.write_bytes(original[: len(original) // 2])  # a convert killed after writing train.jsonl
+    assert not dataset.is_current(recipe)
+    assert "is current" not in troupe("train", "demo", "--dry-run", root=trained).stdout
+    train.write_bytes(original)
+    assert dataset.is_current(recipe)
+
+
+def test_a_failed_convert_leaves_the_previous_dataset_whole(trained, monkeypatch):
+    recipe = load_recipe("demo", root=trained)
+    before = {p.name: p.read_bytes() for p in recipe.dataset_dir.iterdir() if p.is_file()}
+
+    def killed(*args):
+        raise KeyboardInterrupt  # dies after reading the source, before the new folder is in place
+
+    monkeypatch.setattr(dataset, "replace_dir", killed)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.build(recipe, "troupe convert demo")
+    after = {p.name: p.read_bytes() for p in recipe.dataset_dir.iterdir() if p.is_file()}
+    assert after == before and dataset.is_current(recipe)
+    assert not list(recipe.dataset_dir.parent.glob(".demo.*"))
+
+
+def test_evaluate_and_serve_refuse_before_training(tmp_path):
+    shutil.copytree(REPO / "recipes", tmp_path / "recipes")
+    with pytest.raises(TroupeError, match="no trained adapter in outputs/demo/adapter.*make train CHARACTER=demo"):
+        provenance.model_to_load(load_recipe("demo", root=tmp_path).layout)
+
+
+def test_evaluation_loads_a_4bit_recipe_as_training_did(project):
+    """bitsandbytes needs CUDA, so on this machine the loader's arguments are what is checked."""
+    from troupe.evaluation.generation import loader_kwargs
+    from troupe.render import resolve
+
+    config = resolve(load_recipe("sherlock_qlora"), cuda=True).config
+    kwargs = loader_kwargs(config)
+    quantization = kwargs["quantization_config"]
+    assert quantization.load_in_4bit and quantization.bnb_4bit_quant_type == "nf4"
+    assert quantization.bnb_4bit_use_double_quant and str(kwargs["dtype"]) == "torch.bfloat16"
+    assert "quantization_config" not in loader_kwargs(resolve(load_recipe("sherlock"), cuda=True).config)

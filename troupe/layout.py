@@ -1,0 +1,103 @@
+"""Where a character's files live: every path that derives from a slug, in one place.
+
+    layout = Layout(root, "kaltsit")
+    layout.links            recipes/kaltsit.urls.txt     (the story links; converters/arknights.py)
+    layout.split("train")   datasets/kaltsit/train.jsonl (written by `convert`, one unit)
+    layout.adapter_dir      outputs/kaltsit/adapter      (a finished training run, promoted whole)
+
+Recipes do not repeat these paths: troupe renders them into the Axolotl config (troupe.render), so a
+copied recipe can never train on, or overwrite, another character's files. `is_local_model` is the one
+answer to "is `base_model` a folder here or a hub id?" for every verb.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    slug: str
+
+    # ---- recipes/: configuration, shared by `troupe share` ---------------------------------------
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipes" / f"{self.slug}.yaml"
+
+    @property
+    def links(self) -> Path:
+        return self.root / "recipes" / f"{self.slug}.urls.txt"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "recipes" / f"{self.slug}.lock.json"
+
+    @property
+    def sources(self) -> Path:
+        """recipes/<slug>/: the recipe's own local source files (stories, chats, poems)."""
+        return self.root / "recipes" / self.slug
+
+    # ---- datasets/<slug>/: written by `convert` as one unit --------------------------------------
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / "datasets" / self.slug
+
+    def split(self, name: str) -> Path:
+        return self.dataset_dir / f"{name}.jsonl"
+
+    @property
+    def manifest(self) -> Path:
+        return self.dataset_dir / "manifest.json"
+
+    def prepared(self, key: str) -> Path:
+        """Axolotl's tokenised copy of one exact dataset (`key`: a hash of the splits); outside
+        datasets/<slug>/, so a rebuilt dataset replaces that folder whole."""
+        return self.root / "datasets" / ".prepared" / self.slug / key
+
+    # ---- outputs/<slug>/: runs, the promoted adapter, merged model, evaluation ---------------------
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "outputs" / self.slug
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.output_dir / "adapter"
+
+    @property
+    def runs_dir(self) -> Path:
+        """outputs/<slug>/runs/<id>: where Axolotl writes while it trains."""
+        return self.output_dir / "runs"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.output_dir / "merged"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.output_dir / "eval"
+
+    @property
+    def share_dir(self) -> Path:
+        return self.output_dir / "share"
+
+    def rel(self, path: Path) -> str:
+        """A path as recipes, configs and manifests write it: relative to the project root."""
+        return Path(path).relative_to(self.root).as_posix()
+
+    def owns(self, relative: str) -> bool:
+        """Whether a project-relative file under recipes/ belongs to this slug: its recipe, link list,
+        lock, or a file under recipes/<slug>/."""
+        own_files = {self.rel(p) for p in (self.recipe, self.links, self.lock)}
+        return relative in own_files or relative.startswith(self.rel(self.sources) + "/")
+
+
+def is_local_model(value: object, root: Path) -> bool:
+    """True when `base_model` (or a tokenizer) names a folder in the project, False for a hub id."""
+    return isinstance(value, str) and bool(value) and (root / value).is_dir()
+
+
+def model_location(value: str, root: Path) -> str:
+    """What transformers should load: the folder's full path, or the hub id unchanged."""
+    return str(root / value) if is_local_model(value, root) else value

@@ -1,0 +1,153 @@
+"""What each output was made from, and which output a consumer may use.
+
+Every step that produces a model folder writes a record into it, `troupe.json`, and promotes the
+folder whole only when the step succeeded (troupe.files.replace_dir):
+    outputs/<slug>/adapter/troupe.json   train: the config Axolotl received, the dataset's split
+                                         hashes, the base model, the adapter's sha256, versions, times
+    outputs/<slug>/merged/troupe.json    merge: the sha256 of the adapter it was merged from
+A consumer checks the record, never a file's presence: `model_to_load` gives serve, chat, evaluate
+and vllm the merged model only when it was made from the current adapter, and says which one.
+An interrupted training run stays in outputs/<slug>/runs/<id>/ without a record; `troupe list`
+shows it as interrupted and the previous adapter is untouched.
+"""
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from troupe import __version__
+from troupe.errors import TroupeError
+from troupe.files import json_text, sha256_file
+from troupe.layout import Layout
+
+RECORD = "troupe.json"
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json")
+VERSIONED = ("axolotl", "torch", "transformers", "peft")
+
+
+def versions() -> dict[str, str]:
+    """troupe's and the engine's versions, read from package metadata (nothing is imported)."""
+    found = {"troupe": __version__}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def read_record(folder: Path) -> dict | None:
+    """A folder's record, or None when it has none (never finished, or not troupe's)."""
+    try:
+        return json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(folder: Path, record: dict) -> None:
+    (folder / RECORD).write_text(json_text(record), encoding="utf-8")
+
+
+def weights_sha256(folder: Path) -> str | None:
+    """The sha256 of a model folder's weights file (the adapter's, or a merged model's first)."""
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return sha256_file(folder / name)
+    shards = sorted(folder.glob("model-*.safetensors"))
+    return sha256_file(shards[0]) if shards else None
+
+
+# ---- training runs -------------------------------------------------------------------------------
+
+
+def keep_training_log(run_dir: Path) -> None:
+    """The newest checkpoint's trainer_state.json (losses per step) beside the final weights, then
+    the checkpoints removed: the promoted folder holds the model, not its optimizer states."""
+    checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0))
+    state = checkpoints[-1] / "trainer_state.json" if checkpoints else None
+    if state and state.is_file() and not (run_dir / "trainer_state.json").is_file():
+        shutil.copy2(state, run_dir / "trainer_state.json")
+    for checkpoint in checkpoints:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def interrupted_runs(layout: Layout) -> list[Path]:
+    """Run folders that never finished (no record): training was interrupted or failed."""
+    runs = layout.runs_dir
+    return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+
+
+# ---- which model a consumer loads ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    kind: str  # "merged" or "adapter"
+    folder: Path  # the merged model, or the adapter folder (loaded onto the base model)
+    note: str  # one line saying which, and why
+
+
+def adapter_record(layout: Layout) -> dict:
+    """The current adapter's record, or TroupeError with the command that makes one."""
+    record = read_record(layout.adapter_dir)
+    if record is None:
+        interrupted = interrupted_runs(layout)
+        why = f" (the last run, {layout.rel(interrupted[-1])}, did not finish)" if interrupted else ""
+        raise TroupeError(
+            f"no trained adapter in {layout.rel(layout.adapter_dir)}{why}; run: make train CHARACTER={layout.slug}"
+        )
+    return record
+
+
+def training_config(layout: Layout) -> dict:
+    """The config Axolotl trained the current adapter with (adapter/train.resolved.yaml)."""
+    import yaml
+
+    path = layout.adapter_dir / "train.resolved.yaml"
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TroupeError(
+            f"{layout.rel(path)} cannot be read ({exc}); train again: make train CHARACTER={layout.slug}"
+        ) from None
+
+
+def merged_is_current(layout: Layout, adapter: dict) -> bool:
+    merged = read_record(layout.merged_dir)
+    return bool(merged) and merged.get("adapter_sha256") == adapter.get("adapter_sha256")
+
+
+def model_to_load(layout: Layout) -> ModelChoice:
+    """The merged model when it was made from the current adapter, else base + adapter."""
+    adapter = adapter_record(layout)
+    if merged_is_current(layout, adapter):
+        return ModelChoice("merged", layout.merged_dir, f"loading the merged model {layout.rel(layout.merged_dir)}")
+    stale = (
+        " (outputs' merged/ is from an older adapter: make merge refreshes it)" if layout.merged_dir.is_dir() else ""
+    )
+    note = f"loading base model + adapter {layout.rel(layout.adapter_dir)}{stale}"
+    return ModelChoice("adapter", layout.adapter_dir, note)
+
+
+def status(layout: Layout) -> list[str]:
+    """Words for `troupe list`: what exists and is complete, what is stale or interrupted."""
+    words = []
+    adapter = read_record(layout.adapter_dir)
+    if adapter:
+        words.append("adapter")
+        if layout.merged_dir.is_dir():
+            words.append("merged" if merged_is_current(layout, adapter) else "merged (stale)")
+    if interrupted_runs(layout):
+        words.append("interrupted run")
+    return words
