@@ -6,11 +6,12 @@
 Stories come from ASTR reader links (downloaded once into datasets/.cache/arknights/, see
 converters/_astr.py and troupe/download.py) or from local files. Both layouts are read: a top-level
 list of records, and an object whose `storyList` holds them (with or without eventName/figure_art,
-indented or on one line). Pure parsing (`parse_story`, `clean_text`) is separate from I/O (`read`),
+indented or on one line). On-screen text in parts (`animtext`: `<p=1>place</><p=2>time</>`)
+becomes its parts joined by " / ". A record holding a character that is not text (a byte that is
+not UTF-8, NUL) is a reject with its id. Pure parsing (`parse_story`, `clean_text`) is separate from I/O (`read`),
 so it is tested one story in, exact lines out.
 """
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from converters._astr import (
     reader_link,
     story_ref,
 )
-from converters._files import local_files
+from converters._files import local_files, parse_json, read_text, record_problem
 from troupe.download import Downloader, Fetch, RetryPolicy, fetch_all
 from troupe.errors import TroupeError
 from troupe.files import sha256_file
@@ -71,17 +72,20 @@ class Options(SourceOptions):
 
 # ---- pure core ---------------------------------------------------------------------------------
 
-TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
+TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>|</>")  # <color=#f00>…</color>, <i>…</i>, and the bare closer </>
+PART_RE = re.compile(r"<p=\d+>", re.IGNORECASE)  # animtext: <p=1>罗德岛医疗部</><p=2>11:38 A.M.</>
+PART_SEPARATOR = " / "
 NICKNAME_RE = re.compile(r"\{@nickname\}", re.IGNORECASE)
 NEWLINE_RE = re.compile(r"(\\r\\n|\\n|\\r|\r\n|\n|\r)")
 
 
 def clean_text(text: str, nickname: str = "博士") -> str:
     """Tags removed (text kept), {@nickname} filled, newlines (real and literal \\n) folded,
-    whitespace (full-width too) trimmed and collapsed."""
+    whitespace (full-width too) trimmed and collapsed; the parts of on-screen text (<p=N>…</>)
+    joined by " / "."""
     text = NICKNAME_RE.sub(nickname, text).replace("{@nbs}", " ")
-    text = TAG_RE.sub("", text)
-    return fold_whitespace(NEWLINE_RE.sub(" ", text))
+    parts = (fold_whitespace(NEWLINE_RE.sub(" ", TAG_RE.sub("", part))) for part in PART_RE.split(text))
+    return PART_SEPARATOR.join(part for part in parts if part)
 
 
 def story_records(data: Any) -> tuple[list, dict]:
@@ -101,6 +105,9 @@ def parse_story(data: Any, story: str, source: str, options: Options) -> tuple[l
     lines, rejects, pending = [], [], []
     for position, record in enumerate(records):
         index = record.get("id", position) if isinstance(record, dict) else position
+        if problem := record_problem(record):
+            rejects.append(Reject(source, index if isinstance(index, int) else position, problem))
+            continue
         try:
             found = _record_text(record, pending, options)
         except ValueError as exc:
@@ -268,11 +275,12 @@ def read(options: Options, ctx) -> ReadResult:
 
 
 def _parse_json_bytes(body: bytes):
+    """A downloaded story, or ValueError (it is then retried, never cached)."""
     try:
-        return json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
+        return parse_json(body.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: {exc}") from None
 
 
 def _load_json(path: Path) -> Any:
-    return _parse_json_bytes(path.read_bytes())
+    return parse_json(read_text(path))

@@ -25,7 +25,7 @@ from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, jsonl_text, sha256_bytes, sha256_file
 from troupe.project import relative_to_root
 from troupe.recipe import Recipe
-from troupe.records import Line, Sample
+from troupe.records import Line, Reject, Sample, reject_summary
 from troupe.schema import DatasetOptions, Split, TroupeSpec
 
 SPLITS = ("train", "validation", "test")
@@ -190,6 +190,8 @@ def samples_of(result: converters.ReadResult, spec: TroupeSpec) -> tuple[list[Sa
             kind = "plain texts" if completion else "conversations"
             raise TroupeError(f"the converter wrote {kind}, but troupe.dataset.format is {spec.dataset.format!r}")
         return samples, dropped
+    if not result.lines:
+        raise TroupeError(f"no samples: {_nothing_read(result)}")
     builder = scene_samples if spec.dataset.builder == "scene" else character_samples
     samples, dropped = builder(result.lines, spec)
     if not samples:
@@ -198,6 +200,13 @@ def samples_of(result: converters.ReadResult, spec: TroupeSpec) -> tuple[list[Sa
             f"(after filters: {dict(dropped)}); see `make speakers` for the names in the source"
         )
     return samples, dropped
+
+
+def _nothing_read(result: converters.ReadResult) -> str:
+    files = len(result.sources)
+    if not result.rejects:
+        return f"the source's {files} file(s) hold no records"
+    return f"all {len(result.rejects)} records of {files} file(s) were rejected:\n{reject_summary(result.rejects)}"
 
 
 def _deduplicated(samples: list[Sample]) -> tuple[list[Sample], Counter]:
@@ -317,7 +326,7 @@ def build(recipe: Recipe, command: str) -> dict:
     lines, rejects = result.lines, result.rejects
     out = recipe.dataset_dir
     atomic_write_text(out / "rejects.jsonl", jsonl_text(r.to_json() for r in rejects))
-    _fail_above_threshold(len(rejects), result.records, spec.dataset.reject_threshold, out)
+    _fail_above_threshold(rejects, result.records, spec.dataset.reject_threshold, out)
     samples, dropped = samples_of(result, spec)
     splits = split_samples(samples, spec.dataset.split)
     files = _write_splits(out, splits, spec.dataset.format)
@@ -329,6 +338,7 @@ def build(recipe: Recipe, command: str) -> dict:
         "targets": sum(line.kind == "speech" and line.speaker in spec.character.names for line in lines)
         or len(result.samples),
         "filtered": dict(sorted(dropped.items())),
+        "adjusted": dict(sorted(result.adjusted.items())),
         "samples": len(samples),
         **{name: len(splits[name]) for name in SPLITS},
     }
@@ -355,12 +365,12 @@ def build(recipe: Recipe, command: str) -> dict:
     return manifest
 
 
-def _fail_above_threshold(rejected: int, total: int, threshold: float, out: Path) -> None:
-    if total and rejected / total > threshold:
+def _fail_above_threshold(rejects: list[Reject], total: int, threshold: float, out: Path) -> None:
+    if total and len(rejects) / total > threshold:
         raise TroupeError(
-            f"{rejected} of {total} records rejected ({rejected / total:.1%}), above the recipe's "
-            f"reject_threshold of {threshold:.0%}; reasons are in {out / 'rejects.jsonl'} "
-            "(fix the input, or raise troupe.dataset.reject_threshold)"
+            f"{len(rejects)} of {total} records rejected ({len(rejects) / total:.1%}), above the recipe's "
+            f"reject_threshold of {threshold:.0%}; the most frequent reasons:\n{reject_summary(rejects)}\n"
+            f"every reject is in {out / 'rejects.jsonl'} (fix the input, or raise troupe.dataset.reject_threshold)"
         )
 
 

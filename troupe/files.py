@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from troupe.errors import TroupeError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename over it."""
@@ -21,17 +23,40 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def read_utf8(path: Path) -> str:
+    """A text file a user gave (a recipe, a shared file); not UTF-8 is a TroupeError naming the file,
+    the line and the byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise TroupeError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02X}); save the file as UTF-8"
+        ) from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _dumps(obj, **options) -> str:
+    """JSON with UTF-8 kept readable; text that cannot be UTF-8 (a lone surrogate: an undecodable
+    byte in a rejected record) is written as its \\u escape instead of failing the write."""
+    text = json.dumps(obj, ensure_ascii=False, **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **options)
+    return text
+
+
 def jsonl_text(records: Iterable[dict]) -> str:
     """One JSON object per line, UTF-8 kept readable, stable across machines."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    return "".join(_dumps(r) + "\n" for r in records)
 
 
 def json_text(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    return _dumps(obj, indent=2) + "\n"
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 
 from troupe.errors import TroupeError
+from troupe.files import read_utf8
 from troupe.project import SLUG_RE
-from troupe.recipe import read_yaml
+from troupe.recipe import load_recipe
 
 
 def rewrite(text: str, old_slug: str, new_slug: str, old_name: str | None, new_name: str | None) -> str:
@@ -28,16 +29,17 @@ def new_recipe(slug: str, source: Path, root: Path, name: str | None = None, for
     """Write recipes/<slug>.yaml from `source` (and copy its link list); refuse to overwrite unless `force`."""
     if not SLUG_RE.match(slug):
         raise TroupeError(
-            f"'{slug}' is not a valid recipe name: lower-case letters, digits and '_', starting with a letter"
+            f"'{slug[:80]}' is not a valid recipe name: lower-case letters, digits and '_', starting with a "
+            "letter, at most 64 characters"
         )
     dest = root / "recipes" / f"{slug}.yaml"
     if dest.exists() and not force:
         raise TroupeError(f"{dest} exists; pass FORCE=1 (--force) to overwrite it")
-    old_name = ((read_yaml(source) or {}).get("troupe") or {}).get("character", {}).get("name")
+    character = load_recipe(str(source), root=root).troupe.get("character")  # refuses what is not a recipe
+    old_name = character.get("name") if isinstance(character, dict) else None
     header = f"# Copied from recipes/{source.name} by `troupe new`: edit the source and prompt below.\n"
-    dest.write_text(
-        header + rewrite(source.read_text(encoding="utf-8"), source.stem, slug, old_name, name), encoding="utf-8"
-    )
+    text = rewrite(read_utf8(source), source.stem, slug, old_name if isinstance(old_name, str) else None, name)
+    dest.write_text(header + text, encoding="utf-8")
     urls = source.with_name(f"{source.stem}.urls.txt")
     if urls.is_file():
         shutil.copy2(urls, dest.with_name(f"{slug}.urls.txt"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from troupe.errors import TroupeError
+from troupe.files import read_utf8
 from troupe.overrides import Override, apply_override, parse_overrides
 from troupe.project import project_root, resolve_recipe
 from troupe.schema import TroupeSpec
@@ -57,9 +58,11 @@ def read_yaml(path: Path) -> object:
     if path.stat().st_size > MAX_RECIPE_BYTES:
         raise TroupeError(f"{path}: larger than {MAX_RECIPE_BYTES} bytes; not a recipe")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+        data = yaml.safe_load(read_utf8(path))
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer longer than Python converts
         raise TroupeError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise TroupeError(f"{path}: not a recipe: nested too deeply") from None
     if expanded_size(data, MAX_RECIPE_NODES) > MAX_RECIPE_NODES:
         raise TroupeError(f"{path}: its YAML aliases expand to more than {MAX_RECIPE_NODES} values; refused")
     return data

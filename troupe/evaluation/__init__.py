@@ -31,6 +31,7 @@ from troupe.evaluation.generation import (
     test_loss,
 )
 from troupe.evaluation.report import render_report, summary_table  # noqa: F401 (the CLI prints it)
+from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, read_jsonl
 from troupe.recipe import Recipe
 
@@ -63,6 +64,8 @@ class SystemRun:
 def evaluate(recipe: Recipe, config: dict) -> dict:
     """Run every system on the test split and the probes, score them, write eval/; returns metrics."""
     settings, output = recipe.spec.evaluate, recipe.output_dir
+    if not (output / "adapter_config.json").is_file():
+        raise TroupeError(f"no trained adapter in {output}: train first (make train CHARACTER={recipe.slug})")
     cases = test_cases(recipe.dataset_dir / "test.jsonl", settings.limit)
     train = read_jsonl(recipe.dataset_dir / "train.jsonl")
     probes = probe_prompts(recipe, cases)
