@@ -12,6 +12,7 @@ bad row never swallows the rest.
 """
 
 import csv
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -54,8 +55,9 @@ def csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | None,
 
 
 def table_records(text: str, delimiter: str, source: str, fields: tuple = ()) -> Iterator[tuple[int, dict] | Reject]:
-    """Rows as {header: value} dicts; a row with another number of columns than the header is a
-    Reject; a header without one of `fields` is an error naming the columns it has."""
+    """Rows as {header: value} dicts (line breaks inside a quoted value as \\n, whatever the file
+    used); a row with another number of columns than the header is a Reject; a header without one
+    of `fields` is an error naming the columns it has."""
     header = None
     for line, row, error in csv_rows(text, delimiter):
         if error or header is None and row is None:
@@ -65,7 +67,7 @@ def table_records(text: str, delimiter: str, source: str, fields: tuple = ()) ->
         elif row and len(row) != len(header):
             yield Reject(source, line, f"{len(row)} columns where the header has {len(header)}", row)
         elif row:
-            yield line, dict(zip(header, row, strict=True))
+            yield line, dict(zip(header, [re.sub(r"\r\n?", "\n", value) for value in row], strict=True))
 
 
 def _checked_header(header: list[str], fields: tuple, where: str) -> list[str]:

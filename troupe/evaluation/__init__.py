@@ -16,6 +16,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from troupe.errors import TroupeError
 from troupe.evaluation import judge as judging
 from troupe.evaluation import metrics, style
 from troupe.evaluation.generation import (
@@ -31,7 +32,6 @@ from troupe.evaluation.generation import (
     test_loss,
 )
 from troupe.evaluation.report import render_report, summary_table  # noqa: F401 (the CLI prints it)
-from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, read_jsonl
 from troupe.recipe import Recipe
 
