@@ -107,7 +107,14 @@ def _launch(result: Resolved, gpus: int) -> list[str]:
     return result.launcher_args(gpus)
 
 
+def _trained(recipe: Recipe) -> None:
+    """Evaluate and merge need the adapter training writes; without it they stop here, not inside Axolotl."""
+    if not (recipe.output_dir / "adapter_config.json").is_file():
+        raise TroupeError(f"no adapter in {recipe.output_dir}: train first (make train CHARACTER={recipe.slug})")
+
+
 def evaluate(recipe: Recipe) -> dict:
+    _trained(recipe)
     result, _, _ = _prepare(recipe)
     scores = evaluation.evaluate(recipe, result.config)
     print(evaluation.summary_table(scores))
@@ -116,6 +123,7 @@ def evaluate(recipe: Recipe) -> dict:
 
 
 def merge(recipe: Recipe) -> Path:
+    _trained(recipe)
     # this recipe's own adapter (a two-stage recipe's lora_model_dir names the first stage's)
     _, path, env = _prepare(recipe, lora_model_dir=relative_to_root(recipe.output_dir, recipe.root))
     run_axolotl("merge-lora", path, recipe.root, env)

@@ -16,7 +16,6 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from troupe.errors import TroupeError
 from troupe.evaluation import judge as judging
 from troupe.evaluation import metrics, style
 from troupe.evaluation.generation import (
@@ -64,8 +63,6 @@ class SystemRun:
 def evaluate(recipe: Recipe, config: dict) -> dict:
     """Run every system on the test split and the probes, score them, write eval/; returns metrics."""
     settings, output = recipe.spec.evaluate, recipe.output_dir
-    if not (output / "adapter_config.json").is_file():
-        raise TroupeError(f"no trained adapter in {output}: train first (make train CHARACTER={recipe.slug})")
     cases = test_cases(recipe.dataset_dir / "test.jsonl", settings.limit)
     train = read_jsonl(recipe.dataset_dir / "train.jsonl")
     probes = probe_prompts(recipe, cases)
