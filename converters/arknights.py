@@ -254,7 +254,8 @@ def _speaks(path: Path, names: list[str], options: Options) -> bool:
 
 
 def read(options: Options, ctx) -> ReadResult:
-    """Parse every story; a file that is not JSON or not a story is one reject, never a crash."""
+    """Parse every story. A file that is not JSON or not a story stops the build naming it: how many
+    lines it held cannot be counted, and one reject for a whole story would hide the loss."""
     missing = []
     if options.files:
         stories = [(path, path.stem, relative_to_root(path, ctx.root)) for path in local_files(options.files, ctx.root)]
@@ -267,8 +268,7 @@ def read(options: Options, ctx) -> ReadResult:
         try:
             story_lines, story_rejects = parse_story(_load_json(path), story, source, options)
         except ValueError as exc:
-            rejects.append(Reject(source, None, str(exc)))
-            continue
+            raise TroupeError(f"{source}: {exc}; repair the file or leave it out of troupe.source.files") from None
         lines += story_lines
         rejects += story_rejects
     return ReadResult(lines, rejects, sources, missing)

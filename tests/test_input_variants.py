@@ -273,6 +273,13 @@ def test_a_latin1_story_record_is_one_reject(tmp_path):
     ]
 
 
+def test_a_story_file_that_does_not_parse_stops_the_build_naming_it(tmp_path):
+    shutil.copy(FIXTURES / "arknights" / "broken_truncated.json", tmp_path / "story.json")
+    options = arknights.Options(converter="arknights", files=["story.json"])
+    with pytest.raises(TroupeError, match=re.escape("story.json: not valid JSON: Expecting")):
+        arknights.read(options, context(tmp_path))
+
+
 def test_nul_in_a_play_is_never_trained_on(tmp_path):
     (tmp_path / "p.txt").write_text("KEEPER: Light\x00 the lamp.\nMARA: It is lit.\n", encoding="utf-8")
     result = script.read(script.Options(converter="script", files=["p.txt"]), context(tmp_path))

@@ -209,6 +209,7 @@ def create_app(character: Character, max_body: int = MAX_BODY_BYTES, max_seconds
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from pydantic import BaseModel, Field, field_validator
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
     class Message(BaseModel):
@@ -273,10 +274,10 @@ def create_app(character: Character, max_body: int = MAX_BODY_BYTES, max_seconds
     async def chat(request: ChatRequest, raw: Request):
         if request.model != character.name:
             return error(404, f"unknown model '{request.model}'; this server has '{character.name}'", "not_found")
-        try:
-            prompt, max_tokens = character.prepare(
-                [m.model_dump() for m in request.messages], request.max_tokens or request.max_completion_tokens
-            )
+        messages = [m.model_dump() for m in request.messages]
+        asked = request.max_tokens or request.max_completion_tokens
+        try:  # tokenising a long prompt takes a while: off the event loop
+            prompt, max_tokens = await run_in_threadpool(character.prepare, messages, asked)
         except ValueError as exc:
             return error(400, str(exc))
         job = Generation(character, prompt, request, max_tokens, max_seconds)
