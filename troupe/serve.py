@@ -207,59 +207,12 @@ class Generation:
 
 def create_app(character: Character, max_body: int = MAX_BODY_BYTES, max_seconds: float = MAX_SECONDS):
     from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from pydantic import BaseModel, Field, field_validator
     from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
 
-    class Message(BaseModel):
-        role: str = Field(pattern="^(system|user|assistant)$")
-        content: str | list[dict]
-
-        @field_validator("content")
-        @classmethod
-        def _text(cls, content):  # a string or text parts, as the converters read them
-            text = content_text(content)
-            if text is None:
-                raise ValueError("no text")
-            if problem := text_problem(text):
-                raise ValueError(problem)
-            return text
-
-    class ChatRequest(BaseModel):
-        model: str
-        messages: list[Message] = Field(min_length=1)
-        max_tokens: int | None = Field(None, ge=1)
-        max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens")
-        temperature: float = Field(0.0, ge=0, le=2)
-        top_p: float = Field(1.0, gt=0, le=1)
-        n: int = 1
-        stream: bool = False
-
-        @field_validator("n")
-        @classmethod
-        def _one_choice(cls, n):
-            if n != 1:
-                raise ValueError("this server returns one choice per request: send n=1 (or several requests)")
-            return n
-
+    ChatRequest = _request_model()
     app = FastAPI(title=f"troupe: {character.name}")
     app.add_middleware(BodyLimit, limit=max_body)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError):
-        return error(
-            400, "invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        )
-
-    @app.exception_handler(HTTPException)
-    async def refused(_request: Request, exc: HTTPException):
-        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return error(exc.status_code, str(exc.detail), kind)
-
-    @app.exception_handler(Exception)
-    async def failed(_request: Request, exc: Exception):  # a bug: JSON for the client, the traceback in the log
-        return error(500, f"internal error: {type(exc).__name__}", "server_error")
+    _json_errors(app)
 
     @app.get("/health")
     def health():
@@ -292,6 +245,67 @@ def create_app(character: Character, max_body: int = MAX_BODY_BYTES, max_seconds
         return {**_envelope(character, "chat.completion"), "usage": usage, "choices": [choice]}
 
     return app
+
+
+def _request_model():
+    """The body of /v1/chat/completions: OpenAI's fields that troupe honours, checked on arrival."""
+    from pydantic import BaseModel, Field, field_validator
+
+    class Message(BaseModel):
+        role: str = Field(pattern="^(system|user|assistant)$")
+        content: str | list[dict]
+
+        @field_validator("content")
+        @classmethod
+        def _text(cls, content):  # a string or text parts, as the converters read them
+            text = content_text(content)
+            if text is None:
+                raise ValueError("no text")
+            if problem := text_problem(text):
+                raise ValueError(problem)
+            return text
+
+    class ChatRequest(BaseModel):
+        model: str
+        messages: list[Message] = Field(min_length=1)
+        max_tokens: int | None = Field(None, ge=1)
+        max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens")
+        temperature: float = Field(0.0, ge=0, le=2)
+        top_p: float = Field(1.0, gt=0, le=1)
+        n: int = 1
+        stream: bool = False
+
+        @field_validator("n")
+        @classmethod
+        def _one_choice(cls, n):
+            if n != 1:
+                raise ValueError("this server returns one choice per request: send n=1 (or several requests)")
+            return n
+
+    return ChatRequest
+
+
+def _json_errors(app) -> None:
+    """Every error as JSON in OpenAI's shape: an invalid body → 400, an HTTP error (404, 413) with
+    its status, a bug → 500 (its traceback stays in the server log)."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError):
+        found = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return error(400, f"invalid request: {found}")
+
+    @app.exception_handler(HTTPException)
+    async def refused(_request: Request, exc: HTTPException):
+        return error(
+            exc.status_code, str(exc.detail), "invalid_request_error" if exc.status_code < 500 else "server_error"
+        )
+
+    @app.exception_handler(Exception)
+    async def failed(_request: Request, exc: Exception):
+        return error(500, f"internal error: {type(exc).__name__}", "server_error")
 
 
 def error(status: int, message: str, kind: str = "invalid_request_error"):
