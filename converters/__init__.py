@@ -13,6 +13,7 @@ Modules whose name starts with '_' are helpers, not converters.
 import importlib
 import pkgutil
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +44,7 @@ class ReadResult:
     sources: list[dict]  # {"path", "sha256"} of every input read, paths relative (never machine paths)
     missing: list[dict] = field(default_factory=list)  # inputs that could not be fetched (allow_missing)
     samples: list[Sample] = field(default_factory=list)  # … or ready samples (conversations, Q/A, texts)
+    adjusted: Counter = field(default_factory=Counter)  # kept records changed on the way, by what changed
 
     @property
     def records(self) -> int:

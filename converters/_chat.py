@@ -1,5 +1,18 @@
 """Conversations from files that already hold them (chat JSONL, ShareGPT): one pure function that
-turns a record's turns into clean messages, or says why the record cannot be used."""
+turns a record's turns into clean messages, or says why the record cannot be used.
+
+A turn's text is a string or a list of text parts (OpenAI's {"type": "text", "text"}, LLaMA-Factory's
+{"type": "text", "value"}), joined by newlines; a record with an image or other non-text part is
+rejected, since its words refer to something the model would never see.
+
+A conversation that opens with the character's turn (a greeting: the norm in role-play exports) is
+kept by default, the greeting becoming the first assistant turn after the system prompt, and counted
+in the manifest (counts.adjusted.greeting_kept). The chat templates of the shipped conversation
+recipes render that order (Qwen3.5, Llama 3.1, Gemma 4, ChatML; Axolotl's chat_template strategy
+finds each turn by rendering, so the greeting is trained like any reply). The Gemma 2/3, Cohere and
+Mistral v1–v3 templates refuse an assistant turn before a user turn: use `greeting: drop` there
+(counted as greeting_dropped), or `greeting: reject`.
+"""
 
 from typing import Literal
 
@@ -8,6 +21,7 @@ from pydantic import Field
 from converters import ReadResult
 from converters._files import collect_samples, json_records, local_files
 from troupe.schema import SourceOptions
+from troupe.text import content_text
 
 ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 
@@ -22,11 +36,19 @@ class ChatOptions(SourceOptions):
     alternation: Literal["merge", "reject"] = Field(
         "merge", description="consecutive turns of one side: merge them into one turn, or reject the record"
     )
+    greeting: Literal["keep", "drop", "reject"] = Field(
+        "keep",
+        description="a conversation opening with an assistant turn (a greeting): keep it as the first assistant "
+        "turn after the system prompt, drop that turn, or reject the record",
+    )
 
 
-def clean_turns(turns: object, role_key: str, content_key: str, options: ChatOptions, system_prompt: str) -> list[dict]:
-    """Known roles, non-empty text, system first, user/assistant alternating, at least one reply,
-    and the recipe's system prompt applied; ValueError with the reason otherwise."""
+def clean_turns(
+    turns: object, role_key: str, content_key: str, options: ChatOptions, system_prompt: str
+) -> tuple[list[dict], list[str]]:
+    """(messages, what was adjusted): known roles, non-empty text, system first, user/assistant
+    alternating, a greeting kept or dropped, at least one reply, and the recipe's system prompt
+    applied; ValueError with the reason otherwise."""
     if not isinstance(turns, list) or not turns:
         raise ValueError("no turns")
     messages = [_message(turn, i, role_key, content_key) for i, turn in enumerate(turns)]
@@ -34,23 +56,34 @@ def clean_turns(turns: object, role_key: str, content_key: str, options: ChatOpt
     dialogue = messages[len(system) :]
     if any(m["role"] == "system" for m in dialogue):
         raise ValueError("a system turn after the first turn")
-    dialogue = _alternating(dialogue, options.alternation)
-    if not dialogue or dialogue[0]["role"] != "user":
-        raise ValueError("the conversation does not start with a user turn")
+    dialogue, adjusted = _opening(_alternating(dialogue, options.alternation), options.greeting)
     if not any(m["role"] == "assistant" for m in dialogue):
         raise ValueError("no assistant turn")
-    return _with_system(system, system_prompt, options.system) + dialogue
+    return _with_system(system, system_prompt, options.system) + dialogue, adjusted
 
 
 def _message(turn: object, index: int, role_key: str, content_key: str) -> dict:
     if not isinstance(turn, dict):
         raise ValueError(f"turn {index} is not an object")
-    role, content = turn.get(role_key), turn.get(content_key)
+    role = turn.get(role_key)
     if role not in ROLES:
         raise ValueError(f"turn {index} has unknown role {role!r} (known: {', '.join(ROLES)})")
-    if not isinstance(content, str) or not content.strip():
+    try:
+        content = content_text(turn.get(content_key))
+    except ValueError as exc:
+        raise ValueError(f"turn {index} ({role}): {exc}") from None
+    if not content or not content.strip():
         raise ValueError(f"turn {index} ({role}) has no text")
     return {"role": ROLES[role], "content": content.strip()}
+
+
+def _opening(dialogue: list[dict], mode: str) -> tuple[list[dict], list[str]]:
+    """The dialogue with a greeting (an assistant turn before any user turn) kept, dropped or refused."""
+    if not dialogue or dialogue[0]["role"] != "assistant":
+        return dialogue, []
+    if mode == "reject":
+        raise ValueError("the conversation opens with an assistant turn (troupe.source.greeting: keep trains on it)")
+    return (dialogue[1:], ["greeting_dropped"]) if mode == "drop" else (dialogue, ["greeting_kept"])
 
 
 def _alternating(dialogue: list[dict], mode: str) -> list[dict]:
@@ -80,6 +113,7 @@ def read_conversations(options: ChatOptions, ctx, field: str, role_key: str, con
 
     def make(record: object) -> dict:
         turns = record.get(field) if isinstance(record, dict) else None
-        return {"messages": clean_turns(turns, role_key, content_key, options, ctx.system_prompt)}
+        messages, adjusted = clean_turns(turns, role_key, content_key, options, ctx.system_prompt)
+        return {"messages": messages, "adjusted": adjusted}
 
-    return collect_samples(options.files, ctx, json_records, make)
+    return collect_samples(options.files, ctx, lambda path, source: json_records(path, source, field), make)

@@ -7,11 +7,12 @@ Stories come from ASTR reader links in the recipe's link list (downloaded once i
 datasets/.cache/arknights/<origin>/, one folder per mirror so two mirrors never mix; see
 converters/_astr.py and troupe/download.py) or from local files. Both layouts are read: a top-level
 list of records, and an object whose `storyList` holds them (with or without eventName/figure_art,
-indented or on one line). Pure parsing (`parse_story`, `clean_text`) is separate from I/O (`read`),
+indented or on one line). On-screen text in parts (`animtext`: `<p=1>place</><p=2>time</>`)
+becomes its parts joined by " / ". A record holding a character that is not text (a byte that is
+not UTF-8, NUL) is a reject with its id. Pure parsing (`parse_story`, `clean_text`) is separate from I/O (`read`),
 so it is tested one story in, exact lines out.
 """
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -30,13 +31,12 @@ from converters._astr import (
     reader_link,
     story_ref,
 )
-from converters._files import local_files
+from converters._files import local_files, parse_json, read_text, record_problem
 from troupe import download as downloads
 from troupe.download import Fetch, Requester, RetryPolicy, fetch_all
 from troupe.errors import TroupeError
-from troupe.files import sha256_bytes, sha256_file
+from troupe.files import read_utf8, sha256_bytes, sha256_file
 from troupe.project import relative_to_root
-from troupe.recipe import read_text
 from troupe.records import Line, Reject
 from troupe.schema import SourceOptions
 from troupe.text import fold_whitespace
@@ -76,17 +76,20 @@ class Options(SourceOptions):
 
 # ---- pure core ---------------------------------------------------------------------------------
 
-TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
+TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>|</>")  # <color=#f00>…</color>, <i>…</i>, and the bare closer </>
+PART_RE = re.compile(r"<p=\d+>", re.IGNORECASE)  # animtext: <p=1>罗德岛医疗部</><p=2>11:38 A.M.</>
+PART_SEPARATOR = " / "
 NICKNAME_RE = re.compile(r"\{@nickname\}", re.IGNORECASE)
 NEWLINE_RE = re.compile(r"(\\r\\n|\\n|\\r|\r\n|\n|\r)")
 
 
 def clean_text(text: str, nickname: str = "博士") -> str:
     """Tags removed (text kept), {@nickname} filled, newlines (real and literal \\n) folded,
-    whitespace (full-width too) trimmed and collapsed."""
+    whitespace (full-width too) trimmed and collapsed; the parts of on-screen text (<p=N>…</>)
+    joined by " / "."""
     text = NICKNAME_RE.sub(nickname, text).replace("{@nbs}", " ")
-    text = TAG_RE.sub("", text)
-    return fold_whitespace(NEWLINE_RE.sub(" ", text))
+    parts = (fold_whitespace(NEWLINE_RE.sub(" ", TAG_RE.sub("", part))) for part in PART_RE.split(text))
+    return PART_SEPARATOR.join(part for part in parts if part)
 
 
 def story_records(data: Any) -> tuple[list, dict]:
@@ -106,6 +109,9 @@ def parse_story(data: Any, story: str, source: str, options: Options) -> tuple[l
     lines, rejects, pending = [], [], []
     for position, record in enumerate(records):
         index = record.get("id", position) if isinstance(record, dict) else position
+        if problem := record_problem(record):
+            rejects.append(Reject(source, index if isinstance(index, int) else position, problem))
+            continue
         try:
             found = _record_text(record, pending, options)
         except ValueError as exc:
@@ -185,7 +191,7 @@ def linked_stories(ctx) -> tuple[list[tuple[int, StoryRef]], list[tuple[int, str
             f"{links_name(ctx)} does not exist: the recipe reads its stories from this file of ASTR links, one "
             "per line (make discover writes it), or from `troupe.source.files`"
         )
-    return read_links(read_text(ctx.links, what="a link list"))
+    return read_links(read_utf8(ctx.links, what="a link list"))
 
 
 def origin_folder(base_url: str) -> str:
@@ -274,7 +280,8 @@ def _speaks(path: Path, names: list[str], options: Options) -> bool:
 
 
 def read(options: Options, ctx) -> ReadResult:
-    """Parse every story; a file that is not JSON or not a story is one reject, never a crash."""
+    """Parse every story. A file that is not JSON or not a story stops the build naming it: how many
+    lines it held cannot be counted, and one reject for a whole story would hide the loss."""
     missing = []
     if options.files:
         stories = [(path, path.stem, relative_to_root(path, ctx.root)) for path in local_files(options.files, ctx.root)]
@@ -287,19 +294,19 @@ def read(options: Options, ctx) -> ReadResult:
         try:
             story_lines, story_rejects = parse_story(_load_json(path), story, source, options)
         except ValueError as exc:
-            rejects.append(Reject(source, None, str(exc)))
-            continue
+            raise TroupeError(f"{source}: {exc}; repair the file or leave it out of troupe.source.files") from None
         lines += story_lines
         rejects += story_rejects
     return ReadResult(lines, rejects, sources, missing)
 
 
 def _parse_json_bytes(body: bytes):
+    """A downloaded story, or ValueError (it is then retried, never cached)."""
     try:
-        return json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
+        return parse_json(body.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: {exc}") from None
 
 
 def _load_json(path: Path) -> Any:
-    return _parse_json_bytes(path.read_bytes())
+    return parse_json(read_text(path))

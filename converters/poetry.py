@@ -72,4 +72,9 @@ def source_files(options: Options, ctx) -> list[Path]:
 
 
 def read(options: Options, ctx) -> ReadResult:
-    return collect_samples(options.files, ctx, json_records, lambda r: poem_sample(r, options, ctx.system_prompt))
+    return collect_samples(
+        options.files,
+        ctx,
+        lambda path, source: json_records(path, source, field="paragraphs"),
+        lambda record: poem_sample(record, options, ctx.system_prompt),
+    )

@@ -9,6 +9,8 @@ Two layouts (`layout: auto` picks by the text):
   in capitals or has already headed a speech.
 - inline: `NAME: line` or `名字：台词` on one line.
 Lines in brackets (`[Exit]`, `（风起）`) are narration; group speakers such as `All` are speakers.
+A line holding a character that is not text (a byte that is not UTF-8, NUL) is a reject with its
+line number and is left out of its speech; the rest of the play is read.
 """
 
 import re
@@ -18,12 +20,12 @@ from typing import Literal
 from pydantic import Field
 
 from converters import ReadResult
-from converters._files import local_files
+from converters._files import local_files, read_text
 from troupe.files import sha256_file
 from troupe.project import relative_to_root
 from troupe.records import Line, Reject
 from troupe.schema import SourceOptions
-from troupe.text import fold_whitespace
+from troupe.text import fold_whitespace, split_lines, text_problem
 
 HEADER_RE = re.compile(r"^(?P<name>[^:：]{1,40})[:：]$")
 INLINE_RE = re.compile(r"^(?P<name>[^:：]{1,30})[:：]\s*(?P<text>\S.*)$")
@@ -48,17 +50,19 @@ def detect_layout(lines: list[str]) -> str:
     return "block" if headers >= 2 else "inline"
 
 
-def parse_script(text: str, story: str, source: str, layout: str = "auto") -> list[Line]:
-    """Every speech (and bracketed direction) of one play as a Line, numbered by its first line."""
-    lines = text.splitlines()
+def parse_script(text: str, story: str, source: str, layout: str = "auto", skip: frozenset = frozenset()) -> list[Line]:
+    """Every speech (and bracketed direction) of one play as a Line, numbered by its first line;
+    the line numbers in `skip` (rejected lines) are left out."""
+    lines = split_lines(text)
     layout = detect_layout(lines) if layout == "auto" else layout
-    return _block(lines, story, source) if layout == "block" else _inline(lines, story, source)
+    numbered = [(number, line) for number, line in enumerate(lines, start=1) if number not in skip]
+    return _block(numbered, story, source) if layout == "block" else _inline(numbered, story, source)
 
 
-def _block(lines: list[str], story: str, source: str) -> list[Line]:
+def _block(lines: list[tuple[int, str]], story: str, source: str) -> list[Line]:
     out, speakers = [], set()
     speaker, buffer, start, previous_blank = None, [], 0, True
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in lines:
         text = raw.strip()
         header = HEADER_RE.match(text)
         name = header and header["name"].strip()
@@ -81,9 +85,9 @@ def _speech(speaker: str | None, buffer: list[str], story: str, start: int, sour
     return [Line(speaker, text, "speech" if speaker else "narration", story, start, source)] if text else []
 
 
-def _inline(lines: list[str], story: str, source: str) -> list[Line]:
+def _inline(lines: list[tuple[int, str]], story: str, source: str) -> list[Line]:
     out = []
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in lines:
         text = raw.strip()
         match = INLINE_RE.match(text)
         if match and is_name(match["name"].strip()) and not STAGE_RE.match(text):
@@ -97,13 +101,19 @@ def source_files(options: Options, ctx) -> list[Path]:
     return local_files(options.files, ctx.root)
 
 
+def line_rejects(text: str, source: str) -> list[Reject]:
+    """A reject for each line holding a character that is not text, with its line number."""
+    problems = ((number, text_problem(line)) for number, line in enumerate(split_lines(text), start=1))
+    return [Reject(source, number, problem) for number, problem in problems if problem]
+
+
 def read(options: Options, ctx) -> ReadResult:
     lines, rejects, sources = [], [], []
     for path in local_files(options.files, ctx.root):
         source = relative_to_root(path, ctx.root)
         sources.append({"path": source, "sha256": sha256_file(path)})
-        try:
-            lines += parse_script(path.read_text(encoding="utf-8-sig"), path.stem, source, options.layout)
-        except UnicodeDecodeError as exc:
-            rejects.append(Reject(source, None, f"not UTF-8 text: {exc}"))
+        text = read_text(path)
+        bad = line_rejects(text, source)
+        rejects += bad
+        lines += parse_script(text, path.stem, source, options.layout, frozenset(r.index for r in bad))
     return ReadResult(lines=lines, rejects=rejects, sources=sources)

@@ -45,3 +45,17 @@ def prepared_rows(prepared_dir: Path) -> list[dict]:
 def debug_label_pairs(output: str) -> list[tuple[int, int]]:
     """(label, token id) pairs printed by `axolotl preprocess --debug`."""
     return [(int(label), int(token)) for label, token in DEBUG_TOKEN_RE.findall(output)]
+
+
+def save_as_trained_adapter(recipe, peft_model, tokenizer) -> None:
+    """Put a PEFT model where `troupe train` promotes one (outputs/<slug>/adapter/), with the records
+    consumers check: the training config and troupe.json (as a finished run writes them)."""
+    from troupe import provenance
+    from troupe.render import resolve, write_resolved
+
+    folder = recipe.layout.adapter_dir
+    peft_model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_resolved(recipe, resolve(recipe, cuda=False), folder / "train.resolved.yaml", "train")
+    record = {"step": "train", "adapter_sha256": provenance.weights_sha256(folder), "finished": provenance.timestamp()}
+    provenance.write_record(folder, record)

@@ -39,22 +39,25 @@ def test_turns_are_cleaned_and_the_recipe_system_prompt_replaces_the_records():
         {"role": "user", "content": " 你好 "},
         {"role": "assistant", "content": "在呢。"},
     ]
-    assert clean_turns(turns, "role", "content", chat(), SYSTEM) == [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": "你好"},
-        {"role": "assistant", "content": "在呢。"},
-    ]
-    assert clean_turns(turns, "role", "content", chat(system="keep"), SYSTEM)[0]["content"] == "old"
-    assert clean_turns(turns[1:], "role", "content", chat(system="inject"), SYSTEM)[0]["content"] == SYSTEM
-    assert clean_turns(turns[1:], "role", "content", chat(system="keep"), SYSTEM)[0]["role"] == "user"
+    assert clean_turns(turns, "role", "content", chat(), SYSTEM) == (
+        [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "你好"},
+            {"role": "assistant", "content": "在呢。"},
+        ],
+        [],
+    )
+    assert clean_turns(turns, "role", "content", chat(system="keep"), SYSTEM)[0][0]["content"] == "old"
+    assert clean_turns(turns[1:], "role", "content", chat(system="inject"), SYSTEM)[0][0]["content"] == SYSTEM
+    assert clean_turns(turns[1:], "role", "content", chat(system="keep"), SYSTEM)[0][0]["role"] == "user"
 
 
 def test_consecutive_turns_of_one_side_merge_or_reject():
     turns = [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}, {"from": "gpt", "value": "c"}]
-    assert clean_turns(turns, "from", "value", chat(), "") == [
-        {"role": "user", "content": "a\nb"},
-        {"role": "assistant", "content": "c"},
-    ]
+    assert clean_turns(turns, "from", "value", chat(), "") == (
+        [{"role": "user", "content": "a\nb"}, {"role": "assistant", "content": "c"}],
+        [],
+    )
     with pytest.raises(ValueError, match="two user turns in a row"):
         clean_turns(turns, "from", "value", chat(alternation="reject"), "")
 
@@ -65,7 +68,7 @@ def test_consecutive_turns_of_one_side_merge_or_reject():
         ([], "no turns"),
         ("text", "no turns"),
         ([{"role": "user", "content": "hi"}], "no assistant turn"),
-        ([{"role": "assistant", "content": "hi"}], "does not start with a user turn"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "image"}]}], "'image', not"),
         ([{"role": "user", "content": "hi"}, {"role": "narrator", "content": "x"}], "unknown role 'narrator'"),
         ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}], "turn 1 (assistant) has no text"),
         ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": 3}], "has no text"),
@@ -249,10 +252,18 @@ def test_block_speech_lines_in_chinese_join_without_spaces():
     assert [(line.speaker, line.text) for line in lines] == [("守灯人", "灯亮了，风停了。"), ("学徒", "好。")]
 
 
-def test_a_play_that_is_not_utf8_is_a_reject(tmp_path):
-    (tmp_path / "bad.txt").write_bytes("KEEPER:\nhé\n".encode("latin-1"))
-    result = script.read(script.Options(converter="script", files=["bad.txt"]), context(tmp_path))
-    assert result.lines == [] and result.rejects[0].reason.startswith("not UTF-8 text")
+def test_lines_of_a_play_that_are_not_utf8_or_hold_nul_are_rejects_and_the_rest_is_read(tmp_path):
+    text = "KEEPER:\nThe lamp is lit.\nThe café is shut.\n\nMARA:\nThen we\x00 wait.\nFor the boat.\n"
+    (tmp_path / "play.txt").write_bytes(text.encode("latin-1"))
+    result = script.read(script.Options(converter="script", files=["play.txt"]), context(tmp_path))
+    assert [(line.index, line.speaker, line.text) for line in result.lines] == [
+        (2, "KEEPER", "The lamp is lit."),
+        (6, "MARA", "For the boat."),
+    ]
+    assert [(r.index, r.reason) for r in result.rejects] == [
+        (3, "byte 0xE9 at character 8 is not UTF-8 (save the file as UTF-8)"),
+        (6, "control character U+0000 at character 8"),
+    ]
 
 
 def test_english_fixtures_with_errors(tmp_path):

@@ -20,43 +20,54 @@ from troupe import pipeline, provenance, validate
 from troupe.dataset import status as dataset_status
 from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
+from troupe.files import read_utf8
+from troupe.policy import outside
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
-from troupe.recipe import load_recipe, read_text
+from troupe.recipe import load_recipe
 from troupe.render import parallel_configs
 from troupe.tiny import ARCHS
+from troupe.validate import troupe_problems
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:
     """`key=value` words from the command line and from --args (the Makefile's ARGS, one string)."""
-    return [*args.overrides, *shlex.split(args.args or "")]
+    try:
+        return [*args.overrides, *shlex.split(args.args or "")]
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise TroupeError(f"ARGS: {exc} in {args.args!r}; quote values as in a shell: key='a b'") from None
 
 
 def recipe_of(args: argparse.Namespace, anywhere: bool = False):
-    """The verb's recipe; only `check` reads a recipe file outside recipes/ (nothing it writes)."""
-    return load_recipe(
-        args.recipe, overrides_of(args), allow_unsafe=getattr(args, "allow_unsafe", False), anywhere=anywhere
-    )
+    """The recipe, loaded and its troupe block checked (no Axolotl import), so that no verb acts on
+    a block it cannot read; `check` reports every problem itself, and only `check` reads a recipe
+    file outside recipes/ (it writes nothing)."""
+    allow_unsafe = getattr(args, "allow_unsafe", False)
+    recipe = load_recipe(args.recipe, overrides_of(args), allow_unsafe=allow_unsafe, anywhere=anywhere)
+    if args.verb != "check" and (problems := troupe_problems(recipe, relative_to_root(recipe.path, recipe.root))):
+        raise CheckFailed(problems)
+    return recipe
 
 
 def cmd_list(args) -> int:
     root = project_root()
-    names = recipe_names(root)
+    names, unreadable = recipe_names(root), []
     for name in names:
-        print(f"{name:20} {_describe(root / 'recipes' / f'{name}.yaml')}")
+        try:
+            print(f"{name:20} {_describe(root / 'recipes' / f'{name}.yaml')}")
+        except TroupeError as error:
+            unreadable.append(error)
     if not names:
         print(f"no recipes in {root / 'recipes'}")
-    return 0
+    for error in unreadable:  # the others are listed all the same
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if unreadable else 0
 
 
 def _describe(path) -> str:
     """The recipe's first header comment line, and what of it is built: the dataset (current or stale),
     the adapter, the merged model (current or stale), an unfinished run."""
-    try:
-        recipe = load_recipe(path.stem)
-        text = read_text(path)
-    except TroupeError as error:
-        return f"(unreadable: {str(error).splitlines()[0]})"
-    first = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
+    first = next((line.lstrip("# ").strip() for line in read_utf8(path).splitlines() if line.startswith("#")), "")
+    recipe = load_recipe(path.stem, root=path.parent.parent)
     have = [word for word in (dataset_status(recipe), *provenance.status(recipe.layout)) if word]
     return first + (f"  [{', '.join(have)}]" if have else "")
 
@@ -78,7 +89,7 @@ def cmd_new(args) -> int:
     from troupe.new import new_recipe
 
     root = project_root()
-    dest = new_recipe(args.slug, resolve_recipe(args.source, root), root, args.name, args.force)
+    dest = new_recipe(args.slug, resolve_recipe(args.source, root, anywhere=True), root, args.name, args.force)
     print(f"wrote {relative_to_root(dest, root)}")
     print(f"next: edit it (troupe.character, troupe.source), then: make train CHARACTER={args.slug}")
     return 0
@@ -186,7 +197,10 @@ def _metrics_of(name: str) -> dict:
         path = load_recipe(name).layout.eval_dir
     for candidate in (path, path / "metrics.json", path / "eval" / "metrics.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text(encoding="utf-8"))
+            try:
+                return json.loads(read_utf8(candidate))
+            except ValueError as exc:
+                raise TroupeError(f"{candidate}: not a metrics.json written by `make evaluate`: {exc}") from None
     raise TroupeError(f"no eval/metrics.json for '{name}'; run: make evaluate CHARACTER=<recipe>")
 
 
@@ -194,6 +208,8 @@ def cmd_tiny_model(args) -> int:
     from troupe.demo import build_tiny
 
     recipe = load_recipe(args.recipe)
+    if args.out and (why := outside(args.out, recipe.root)):
+        raise TroupeError(f"--out {args.out}: {why}; give a folder under the project root")
     build_tiny(recipe, args.arch, recipe.root / args.out if args.out else None)
     return 0
 
@@ -258,7 +274,7 @@ def _sharing_and_serving_verbs(verbs) -> None:
     imported.set_defaults(func=cmd_import)
     _recipe_verb(verbs, "verify", "rebuild the dataset and compare it with the lock", cmd_verify)
     _recipe_verb(verbs, "serve", "an OpenAI-compatible server on 127.0.0.1", cmd_serve).add_argument(
-        "--port", type=int, default=8000
+        "--port", type=port, default=8000
     )
     _recipe_verb(verbs, "chat", "talk to the character in the terminal", cmd_chat)
     _recipe_verb(verbs, "vllm", "print the vLLM command that serves the character", cmd_vllm)
@@ -277,6 +293,12 @@ def _tool_verbs(verbs) -> None:
     demo.add_argument("overrides", nargs="*", metavar="key=value")
     demo.add_argument("--args", default="", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+
+
+def port(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1–65535)")
+    return int(text)
 
 
 def _with_overrides(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -306,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides += extra
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader that left is handled below, not at exit
+        return code
     except StepFailed as failed:
         print(f"error: {failed}", file=sys.stderr)
         return failed.returncode
@@ -315,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `troupe list | head -1`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as error:  # the file system refused a path the user gave (too long, not allowed, full)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

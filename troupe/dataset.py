@@ -34,7 +34,7 @@ from troupe.files import (
 )
 from troupe.project import relative_to_root
 from troupe.recipe import Recipe
-from troupe.records import Line, Sample
+from troupe.records import Line, Reject, Sample, reject_summary
 from troupe.schema import DatasetOptions, Split, TroupeSpec
 
 SPLITS = ("train", "validation", "test")
@@ -199,6 +199,8 @@ def samples_of(result: converters.ReadResult, spec: TroupeSpec) -> tuple[list[Sa
             kind = "plain texts" if completion else "conversations"
             raise TroupeError(f"the converter wrote {kind}, but troupe.dataset.format is {spec.dataset.format!r}")
         return samples, dropped
+    if not result.lines:
+        raise TroupeError(f"no samples: {_nothing_read(result)}")
     builder = scene_samples if spec.dataset.builder == "scene" else character_samples
     samples, dropped = builder(result.lines, spec)
     if not samples:
@@ -207,6 +209,13 @@ def samples_of(result: converters.ReadResult, spec: TroupeSpec) -> tuple[list[Sa
             f"(after filters: {dict(dropped)}); see `make speakers` for the names in the source"
         )
     return samples, dropped
+
+
+def _nothing_read(result: converters.ReadResult) -> str:
+    files = len(result.sources)
+    if not result.rejects:
+        return f"the source's {files} file(s) hold no records"
+    return f"all {len(result.rejects)} records of {files} file(s) were rejected:\n{reject_summary(result.rejects)}"
 
 
 def _deduplicated(samples: list[Sample]) -> tuple[list[Sample], Counter]:
@@ -398,6 +407,7 @@ def write_dataset(recipe: Recipe, command: str, out: Path) -> dict:
         "targets": sum(line.kind == "speech" and line.speaker in spec.character.names for line in lines)
         or len(result.samples),
         "filtered": dict(sorted(dropped.items())),
+        "adjusted": dict(sorted(result.adjusted.items())),
         "samples": len(samples),
         **{name: len(splits[name]) for name in SPLITS},
     }
@@ -426,17 +436,16 @@ def write_dataset(recipe: Recipe, command: str, out: Path) -> dict:
     return manifest
 
 
-def _fail_above_threshold(rejects: list, total: int, threshold: float, out: Path, layout) -> None:
-    """Too many rejects fail the build; the failed build's rejects are kept beside the dataset
-    folder (datasets/<slug>.rejects.jsonl), which stays as it was."""
-    rejected = len(rejects)
-    if total and rejected / total > threshold:
+def _fail_above_threshold(rejects: list[Reject], total: int, threshold: float, out: Path, layout) -> None:
+    """Too many rejects fail the build, naming the most frequent reasons; the failed build's rejects
+    are kept beside the dataset folder (datasets/<slug>.rejects.jsonl), which stays as it was."""
+    if total and len(rejects) / total > threshold:
         kept = layout.dataset_dir.with_name(f"{layout.slug}.rejects.jsonl")
         shutil.copyfile(out / "rejects.jsonl", kept)
         raise TroupeError(
-            f"{rejected} of {total} records rejected ({rejected / total:.1%}), above the recipe's "
-            f"reject_threshold of {threshold:.0%}; reasons are in {layout.rel(kept)} "
-            "(fix the input, or raise troupe.dataset.reject_threshold)"
+            f"{len(rejects)} of {total} records rejected ({len(rejects) / total:.1%}), above the recipe's "
+            f"reject_threshold of {threshold:.0%}; the most frequent reasons:\n{reject_summary(rejects)}\n"
+            f"every reject is in {layout.rel(kept)} (fix the input, or raise troupe.dataset.reject_threshold)"
         )
 
 

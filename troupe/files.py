@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from troupe.errors import TroupeError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename over it."""
@@ -23,17 +25,47 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def read_utf8(path: Path, max_bytes: int | None = None, what: str = "a text file") -> str:
+    """A regular UTF-8 file a user gave (a recipe, a shared file, a link list), at most `max_bytes`
+    (a BOM dropped); anything else is a TroupeError naming the file — and for bytes that are not
+    UTF-8, the line and the byte."""
+    try:
+        if not path.is_file():
+            raise TroupeError(f"{path}: {'is not a regular file' if path.exists() else 'no such file'}")
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise TroupeError(f"{path}: larger than {max_bytes} bytes; not {what}")
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise TroupeError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02X}); save the file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise TroupeError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _dumps(obj, **options) -> str:
+    """JSON with UTF-8 kept readable; text that cannot be UTF-8 (a lone surrogate: an undecodable
+    byte in a rejected record) is written as its \\u escape instead of failing the write."""
+    text = json.dumps(obj, ensure_ascii=False, **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **options)
+    return text
+
+
 def jsonl_text(records: Iterable[dict]) -> str:
     """One JSON object per line, UTF-8 kept readable, stable across machines."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    return "".join(_dumps(r) + "\n" for r in records)
 
 
 def json_text(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    return _dumps(obj, indent=2) + "\n"
 
 
 def sha256_bytes(data: bytes) -> str:

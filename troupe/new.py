@@ -14,9 +14,10 @@ from pathlib import Path
 import yaml
 
 from troupe.errors import TroupeError
+from troupe.files import read_utf8
 from troupe.layout import Layout
 from troupe.project import SLUG_RE
-from troupe.recipe import parse_yaml, read_text
+from troupe.recipe import load_recipe
 
 NAMED_VALUES = (("character", "name"), ("prompt", "system"), ("prompt", "user_template"))
 
@@ -67,17 +68,18 @@ def new_recipe(slug: str, source: Path, root: Path, name: str | None = None, for
     """Write recipes/<slug>.yaml from `source` (and copy its link list); refuse to overwrite unless `force`."""
     if not SLUG_RE.match(slug):
         raise TroupeError(
-            f"'{slug}' is not a valid recipe name: lower-case letters, digits and '_', starting with a letter"
+            f"'{slug[:80]}' is not a valid recipe name: lower-case letters, digits and '_', starting with a "
+            "letter, at most 64 characters"
         )
     layout, origin = Layout(root, slug), Layout(root, source.stem)
     if layout.recipe.exists() and not force:
         raise TroupeError(f"{layout.rel(layout.recipe)} exists; pass FORCE=1 (--force) to overwrite it")
-    text = read_text(source)
-    data = parse_yaml(text, str(source))
-    old_name = (
-        (((data or {}).get("troupe") or {}).get("character") or {}).get("name") if isinstance(data, dict) else None
-    )
-    layout.recipe.write_text(rewrite(text, source.stem, slug, old_name, name), encoding="utf-8")
+    character = load_recipe(str(source), root=root, anywhere=True).troupe.get(
+        "character"
+    )  # refuses what is not a recipe
+    old_name = character.get("name") if isinstance(character, dict) else None
+    text = rewrite(read_utf8(source), source.stem, slug, old_name if isinstance(old_name, str) else None, name)
+    layout.recipe.write_text(text, encoding="utf-8")
     if origin.links.is_file():
         shutil.copy2(origin.links, layout.links)
     return layout.recipe

@@ -27,7 +27,7 @@ def parse_value(text: str) -> Any:
     """YAML for the value, with floats such as '5e-5' (YAML 1.1 reads those as strings) as floats."""
     try:
         value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # kept as text; the type check says what is wrong
         return text
     if isinstance(value, str):
         try:

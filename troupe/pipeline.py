@@ -179,6 +179,7 @@ def _launch(result: Resolved, gpus: int) -> list[str]:
 
 
 def evaluate(recipe: Recipe) -> dict:
+    provenance.adapter_record(recipe.layout)  # no adapter: say so before anything is loaded
     _prepared(recipe)
     scores = evaluation.evaluate(recipe)
     print(evaluation.summary_table(scores))

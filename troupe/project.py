@@ -11,7 +11,7 @@ from pathlib import Path
 
 from troupe.errors import TroupeError
 
-SLUG_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # at most 64 characters: a file name on every system
 RECIPE_SUFFIX = ".yaml"
 
 
@@ -59,8 +59,8 @@ def resolve_recipe(name_or_path: str, root: Path, anywhere: bool = False) -> Pat
         return path
     if not SLUG_RE.match(name_or_path):
         raise TroupeError(
-            f"'{name_or_path}' is not a recipe name: names are lower-case letters, digits and '_', "
-            "starting with a letter (or give a path to a .yaml file)"
+            f"'{name_or_path[:80]}' is not a recipe name: names are lower-case letters, digits and '_', "
+            "starting with a letter, at most 64 characters (or give a path to a .yaml file)"
         )
     path = root / "recipes" / f"{name_or_path}{RECIPE_SUFFIX}"
     if not path.is_file():

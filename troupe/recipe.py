@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from troupe.errors import TroupeError
+from troupe.files import read_utf8
 from troupe.layout import Layout
 from troupe.overrides import Override, apply_override, parse_overrides
 from troupe.project import project_root, resolve_recipe
@@ -77,33 +78,38 @@ class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         return super().construct_mapping(node, deep)
 
 
-def read_text(path: Path, max_bytes: int = MAX_RECIPE_BYTES, what: str = "a recipe") -> str:
-    """A regular UTF-8 file of at most `max_bytes`, or TroupeError naming the file and the problem."""
-    try:
-        if not path.is_file():
-            raise TroupeError(f"{path}: {'is not a regular file' if path.exists() else 'no such file'}")
-        if path.stat().st_size > max_bytes:
-            raise TroupeError(f"{path}: larger than {max_bytes} bytes; not {what}")
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TroupeError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise TroupeError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
 def read_yaml(path: Path, max_bytes: int = MAX_RECIPE_BYTES, what: str = "a recipe") -> object:
     """Safe YAML only; a duplicate key, or aliases that expand past MAX_RECIPE_NODES values (a
     "billion laughs" bomb), are refused."""
-    return parse_yaml(read_text(path, max_bytes, what), str(path))
+    return parse_yaml(read_utf8(path, max_bytes, what), str(path))
+
+
+MAX_YAML_DEPTH = 100  # a recipe nests 4 deep; libyaml's composer recurses in C, so depth is checked first
+
+
+def yaml_depth(text: str) -> int:
+    """The deepest nesting of mappings and sequences, from the parser's events (no recursion)."""
+    depth = deepest = 0
+    for event in yaml.parse(text, Loader=StrictLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_YAML_DEPTH:
+                break
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return deepest
 
 
 def parse_yaml(text: str, name: str) -> object:
     try:
+        if yaml_depth(text) > MAX_YAML_DEPTH:
+            raise TroupeError(f"{name}: not a recipe: nested too deeply (more than {MAX_YAML_DEPTH} levels)")
         data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 — StrictLoader is a safe loader
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer longer than Python converts
         raise TroupeError(f"{name}: not valid YAML: {exc}") from None
     except RecursionError:
-        raise TroupeError(f"{name}: nested too deeply to be a recipe") from None
+        raise TroupeError(f"{name}: not a recipe: nested too deeply") from None
     limit = max(MAX_RECIPE_NODES, len(text))  # without aliases, a document holds fewer values than characters
     if expanded_size(data, limit) > limit:
         raise TroupeError(f"{name}: its YAML aliases expand to more than {limit} values; refused")

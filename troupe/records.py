@@ -1,6 +1,8 @@
 """What converters produce: story lines (for the character dataset builder), ready samples (for
 sources that are already conversations, Q/A pairs or texts), and rejects."""
 
+import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +37,23 @@ class Reject:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def place(self) -> str:
+        """Where the record is: `file#position` (a line number or an index, as in samples' meta)."""
+        return self.source if self.index is None else f"{self.source}#{self.index}"
+
+
+def reject_summary(rejects: list[Reject], top: int = 3) -> str:
+    """The most frequent reasons with their counts and one example place each, one per line:
+    reasons differing only in numbers (line 4, turn 2) count as one."""
+    groups: dict[str, list[Reject]] = {}
+    for reject in rejects:
+        groups.setdefault(re.sub(r"\d+", "N", reject.reason), []).append(reject)
+    shown = Counter({key: len(members) for key, members in groups.items()}).most_common(top)
+    lines = [f"  {n:>6} × {groups[key][0].reason} (e.g. {groups[key][0].place})" for key, n in shown]
+    rest = len(rejects) - sum(n for _, n in shown)
+    return "\n".join(lines + ([f"  {rest:>6} × other reasons"] if rest else []))
 
 
 @dataclass(frozen=True)

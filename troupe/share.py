@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from troupe import __version__, dataset, pipeline, policy, validate
 from troupe.errors import TroupeError
-from troupe.files import atomic_write_text, json_text, sha256_bytes, sha256_file
+from troupe.files import atomic_write_text, json_text, read_utf8, sha256_bytes, sha256_file
 from troupe.layout import SPLITS, Layout
 from troupe.project import SLUG_RE
-from troupe.recipe import MAX_RECIPE_BYTES, Recipe, parse_yaml, read_text
+from troupe.recipe import MAX_RECIPE_BYTES, Recipe, parse_yaml
 
 SHARE_FORMAT = 1
 MAX_SHARE_BYTES = 64_000_000  # the lock of a 1M-sample dataset is ~20 MB; the recipe itself stays ≤ 1 MB
@@ -78,10 +78,17 @@ class Lock(Strict):
 
 class ShareDocument(Strict):
     troupe_share: Literal[SHARE_FORMAT]
-    slug: str = Field(pattern=SLUG_RE.pattern)
+    slug: str
     recipe: str = Field(max_length=MAX_RECIPE_BYTES)
     files: dict[str, str] = Field(default_factory=dict)
     lock: Lock
+
+    @field_validator("slug")
+    @classmethod
+    def _a_recipe_name(cls, slug: str) -> str:
+        if not SLUG_RE.match(slug):
+            raise ValueError("not a recipe name (lower-case letters, digits and '_', starting with a letter)")
+        return slug
 
 
 class LiteralDumper(yaml.SafeDumper):
@@ -139,7 +146,7 @@ def lock_of(recipe: Recipe, manifest: dict) -> dict:
 def companion_files(recipe: Recipe) -> dict[str, str]:
     """Files the recipe needs that are configuration, not data: its link list."""
     links = recipe.layout.links
-    return {recipe.layout.rel(links): read_text(links, what="a link list")} if links.is_file() else {}
+    return {recipe.layout.rel(links): read_utf8(links, what="a link list")} if links.is_file() else {}
 
 
 def share(recipe: Recipe) -> Path:
@@ -157,7 +164,7 @@ def share(recipe: Recipe) -> Path:
     document = {
         "troupe_share": SHARE_FORMAT,
         "slug": recipe.slug,
-        "recipe": read_text(recipe.path),
+        "recipe": read_utf8(recipe.path, MAX_RECIPE_BYTES, "a recipe"),
         "files": companion_files(recipe),
         "lock": lock_of(recipe, manifest),
     }
@@ -171,7 +178,7 @@ def share(recipe: Recipe) -> Path:
 
 def read_share(path: Path) -> ShareDocument:
     """A shared recipe file, its whole shape checked (the lock too); TroupeError says what is wrong."""
-    data = parse_yaml(read_text(path, MAX_SHARE_BYTES, "a shared recipe"), str(path))
+    data = parse_yaml(read_utf8(path, MAX_SHARE_BYTES, "a shared recipe"), str(path))
     if not isinstance(data, dict) or data.get("troupe_share") != SHARE_FORMAT:
         raise TroupeError(f"{path}: not a troupe shared recipe (it has no `troupe_share: {SHARE_FORMAT}`)")
     try:
@@ -239,7 +246,7 @@ def find_lock(recipe: Recipe) -> Lock:
     shared = layout.share_dir / f"{recipe.slug}.recipe.yaml"
     if layout.lock.is_file():
         try:
-            return Lock.model_validate(json.loads(read_text(layout.lock, MAX_SHARE_BYTES, "a lock")))
+            return Lock.model_validate(json.loads(read_utf8(layout.lock, MAX_SHARE_BYTES, "a lock")))
         except (ValueError, ValidationError) as exc:
             raise TroupeError(f"{layout.rel(layout.lock)}: not a valid lock ({str(exc).splitlines()[0]})") from None
     if shared.is_file():
