@@ -4,6 +4,8 @@ troupe list
 troupe check kaltsit [key=value …]
 troupe new amiya --from kaltsit --name 阿米娅
 troupe convert|preprocess|train|evaluate|merge <recipe> [key=value …]
+troupe train kaltsit --gpus 8 --nodes 2 --node-rank 0 --master 10.0.0.1:29500 [--parallel fsdp2]
+troupe preflight kaltsit --nodes 2 --node-rank 0 --master 10.0.0.1:29500
 troupe tiny-model [--recipe demo]
 troupe demo
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 from troupe import pipeline
 from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
+from troupe.launch import launch_plan
+from troupe.preflight import WAIT_S
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
 from troupe.recipe import load_recipe
 from troupe.render import parallel_configs
@@ -32,6 +36,11 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 def recipe_of(args: argparse.Namespace):
     return load_recipe(args.recipe, overrides_of(args), allow_unsafe=getattr(args, "allow_unsafe", False))
+
+
+def launch_of(args: argparse.Namespace):
+    """GPUS, NODES, NODE_RANK and MASTER, validated together (one line per mistake)."""
+    return launch_plan(args.gpus, args.nodes, args.node_rank, args.master)
 
 
 def cmd_list(args) -> int:
@@ -63,9 +72,10 @@ def _describe(path) -> str:
 
 
 def cmd_check(args) -> int:
+    launch = launch_of(args)
     recipe = recipe_of(args)
     try:
-        result = pipeline.checked(recipe)
+        result = pipeline.checked(recipe, parallel=args.parallel, launch=launch)
     except CheckFailed as failed:
         print(failed, file=sys.stderr)
         return 1
@@ -90,9 +100,15 @@ def cmd_step(args) -> int:
     if args.verb == "preprocess":
         pipeline.preprocess(recipe, debug=args.debug)
     elif args.verb == "train":
-        pipeline.train(recipe, gpus=args.gpus, parallel=args.parallel, dry_run=args.dry_run)
+        pipeline.train(recipe, launch_of(args), args.parallel, args.dry_run, args.wait)
     else:
         {"convert": pipeline.convert, "evaluate": pipeline.evaluate, "merge": pipeline.merge}[args.verb](recipe)
+    return 0
+
+
+def cmd_preflight(args) -> int:
+    launch = launch_of(args)
+    pipeline.preflight(recipe_of(args), launch, args.parallel, args.wait)
     return 0
 
 
@@ -225,7 +241,7 @@ def _recipe_verb(verbs, name: str, text: str, func) -> argparse.ArgumentParser:
 
 def _recipe_verbs(verbs) -> None:
     verbs.add_parser("list", help="list recipes").set_defaults(func=cmd_list)
-    _recipe_verb(verbs, "check", "report every problem in a recipe", cmd_check)
+    _launch_options(_recipe_verb(verbs, "check", "report every problem in a recipe", cmd_check))
     new = verbs.add_parser("new", help="copy a recipe to start a new character")
     new.add_argument("slug")
     new.add_argument("--from", dest="source", required=True, help="recipe to copy")
@@ -242,10 +258,12 @@ def _pipeline_verbs(verbs) -> None:
     _recipe_verb(verbs, "convert", "build the dataset", cmd_step)
     preprocess = _recipe_verb(verbs, "preprocess", "tokenise with Axolotl", cmd_step)
     preprocess.add_argument("--debug", action="store_true", help="show which tokens are trained")
-    train = _recipe_verb(verbs, "train", "convert if needed, preprocess, train", cmd_step)
-    train.add_argument("--gpus", type=int, default=1, help="GPUs on this machine to train on (accelerate)")
-    train.add_argument("--parallel", choices=sorted(parallel_configs()), help="multi-GPU setup (configs/parallel)")
+    train = _launch_options(_recipe_verb(verbs, "train", "convert if needed, preprocess, train", cmd_step))
     train.add_argument("--dry-run", action="store_true", help="write the resolved config, print the command")
+    _wait_option(train)
+    _wait_option(
+        _launch_options(_recipe_verb(verbs, "preflight", "prove every node would train the same thing", cmd_preflight))
+    )
     _recipe_verb(verbs, "evaluate", "the character-fidelity report", cmd_step)
     _recipe_verb(verbs, "merge", "merge the adapter into the base model", cmd_step)
 
@@ -278,6 +296,20 @@ def _tool_verbs(verbs) -> None:
     demo.add_argument("overrides", nargs="*", metavar="key=value")
     demo.add_argument("--args", default="", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+
+
+def _launch_options(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """GPUS, PARALLEL, NODES, NODE_RANK, MASTER: taken as text and validated together by launch_plan."""
+    sub.add_argument("--gpus", default="1", help="GPUs on this machine to train on")
+    sub.add_argument("--parallel", choices=sorted(parallel_configs()), help="multi-GPU setup (configs/parallel)")
+    sub.add_argument("--nodes", default="1", help="machines in the run (torchrun, c10d rendezvous)")
+    sub.add_argument("--node-rank", help="this machine's number, 0 to nodes-1; node 0 runs at --master")
+    sub.add_argument("--master", help="host:port of node 0, where the nodes meet")
+    return sub
+
+
+def _wait_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--wait", type=int, default=WAIT_S, help="seconds the preflight waits for the other nodes")
 
 
 def _with_overrides(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -5,9 +5,12 @@ own schema (top level and inside `datasets[]`), with a did-you-mean; types are c
 Axolotl's own `validate_config` on the resolved config.
 """
 
+import contextlib
 import copy
 import functools
+import importlib.util
 import json
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -74,7 +77,8 @@ def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Pr
     dataset files (for steps that build them)."""
     where = relative_to_root(recipe.path, recipe.root)
     problems = slug_problems(recipe, where) + troupe_problems(recipe, where)
-    problems += unknown_key_problems(recipe.axolotl, where) + axolotl_problems(resolved.config, where)
+    problems += unknown_key_problems(recipe.axolotl, where)
+    problems += axolotl_problems(resolved.config, where, resolved.launch.processes) + launch_problems(resolved, where)
     problems += deepspeed_problems(resolved.config, recipe.root, where)
     problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
     problems += dataset_shape_problems(recipe, where) + stage_problems(recipe, where)
@@ -169,15 +173,19 @@ def _unknown(where: str, path: str, key: str, known: frozenset[str]) -> Problem:
     return Problem(where, path, f"unknown Axolotl key: Axolotl would silently drop it{did_you_mean(key, known)}", fix)
 
 
-def axolotl_problems(config: dict, where: str) -> list[Problem]:
-    """Axolotl's own validator on the resolved config: wrong types and invalid combinations."""
+def axolotl_problems(config: dict, where: str, processes: int = 1) -> list[Problem]:
+    """Axolotl's own validator on the resolved config: wrong types and invalid combinations. A run of
+    several processes is validated the way Axolotl validates it on each node: with this machine's GPU
+    capabilities and the run's world size, which is what its multi-GPU rules (FSDP1 with LoRA
+    kernels, QLoRA RL with reentrant checkpointing …) look at."""
     from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
 
     cfg = DictDefault(copy.deepcopy(config))
     try:
         prepare_plugins(cfg)
-        validate_config(cfg)
+        with _machine_warnings_muted():
+            validate_config(cfg, *(world_capabilities(processes) if processes > 1 else (None, None)))
         return []
     except ValidationError as exc:
         return [_pydantic_problem(error, BaseModel, where, "", " (Axolotl's validator)") for error in exc.errors()]
@@ -190,6 +198,52 @@ def axolotl_problems(config: dict, where: str) -> list[Problem]:
                 "change the keys it names",
             )
         ]
+
+
+@contextlib.contextmanager
+def _machine_warnings_muted():
+    """Given capabilities, Axolotl's validator warns about the GPU of the machine it runs on, which a
+    dry run may not train on; Axolotl warns again on the machine that trains."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def world_capabilities(processes: int) -> tuple[dict, dict]:
+    """Axolotl's own probe of this machine, with the world size of the whole run."""
+    from axolotl.cli.config import gpu_capabilities
+
+    capabilities, env_capabilities = gpu_capabilities()
+    return {**capabilities, "n_gpu": processes}, env_capabilities
+
+
+def launch_problems(resolved: Resolved, where: str) -> list[Problem]:
+    """`use_ray` hands the launch to Ray Train, which starts its own workers: GPUS and NODES would start
+    a second set, and Ray itself is not part of troupe's install."""
+    if not resolved.config.get("use_ray"):
+        return []
+    problems = []
+    if resolved.launch.processes > 1:
+        problems.append(
+            Problem(
+                where,
+                "use_ray",
+                "Ray Train starts the workers itself; GPUS/NODES would start a second set",
+                "leave GPUS, NODES, NODE_RANK and MASTER out and set ray_num_workers (and resources_per_worker)",
+            )
+        )
+    if importlib.util.find_spec("ray") is None:
+        problems.append(
+            Problem(
+                where,
+                "use_ray",
+                "Ray is not installed here (troupe does not install it)",
+                "on the Ray cluster's nodes: .venv/bin/pip install 'ray[train]'",
+            )
+        )
+    return problems
 
 
 def deepspeed_problems(config: dict, root: Path, where: str) -> list[Problem]:
