@@ -78,7 +78,7 @@ def check(recipe: Recipe, resolved: Resolved, need_data: bool = True) -> list[Pr
     where = relative_to_root(recipe.path, recipe.root)
     problems = slug_problems(recipe, where) + troupe_problems(recipe, where)
     problems += unknown_key_problems(recipe.axolotl, where)
-    problems += axolotl_problems(resolved.config, where, resolved.launch.processes) + launch_problems(resolved, where)
+    problems += axolotl_problems(resolved.config, where, resolved.launch.processes) + ray_problems(resolved, where)
     problems += deepspeed_problems(resolved.config, recipe.root, where)
     problems += seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
     problems += dataset_shape_problems(recipe, where) + stage_problems(recipe, where)
@@ -219,7 +219,7 @@ def world_capabilities(processes: int) -> tuple[dict, dict]:
     return {**capabilities, "n_gpu": processes}, env_capabilities
 
 
-def launch_problems(resolved: Resolved, where: str) -> list[Problem]:
+def ray_problems(resolved: Resolved, where: str) -> list[Problem]:
     """`use_ray` hands the launch to Ray Train, which starts its own workers: GPUS and NODES would start
     a second set, and Ray itself is not part of troupe's install."""
     if not resolved.config.get("use_ray"):
