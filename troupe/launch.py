@@ -8,7 +8,7 @@ machine and only NODE_RANK differing. torchrun ignores --node_rank outside its s
 here NODE_RANK says who hosts the rendezvous store: node 0 (`is_host=1`), which must run at MASTER;
 the others only connect (`is_host=0`), so two nodes on one host never both try to host it. The
 rendezvous id is the same constant everywhere: Axolotl would otherwise draw a random one per node,
-and nodes with different ids wait for each other forever.
+and nodes with different ids wait for each other until the timeout.
 """
 
 import ipaddress

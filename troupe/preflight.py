@@ -14,11 +14,8 @@ over torch.distributed with gloo (CPU is enough), each writes the same verdict
 """
 
 import argparse
-import contextlib
 import json
-import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -198,13 +195,12 @@ def command(recipe, resolved, wait: int = WAIT_S) -> list[str]:
 def run(recipe, resolved, env: dict, wait: int = WAIT_S) -> None:
     """Write this node's fingerprint, meet the other nodes, and raise TroupeError unless all agree."""
     mine = fingerprint_path(recipe, resolved)
-    folder = mine.parent
     atomic_write_text(mine, json_text(fingerprint(recipe, resolved)))
     result_path(mine).unlink(missing_ok=True)  # a verdict from an earlier run must not pass for this one
     cmd = command(recipe, resolved, wait)
     print(f"preflight: meeting the other nodes at {resolved.launch.endpoint(1)} (up to {wait} s)", flush=True)
     print(f"$ {shlex.join(cmd)}", flush=True)
-    log = folder / "preflight.log"
+    log = mine.with_name("preflight.log")
     _run_bounded(cmd, recipe.root, env, log, wait * 2 + 60)  # rendezvous, then the exchange, each ≤ wait
     if not result_path(mine).is_file():
         raise TroupeError(
@@ -215,17 +211,19 @@ def run(recipe, resolved, env: dict, wait: int = WAIT_S) -> None:
 
 
 def _run_bounded(cmd: list[str], root: Path, env: dict, log: Path, timeout: float) -> None:
-    """torchrun and its worker in a process group of their own, all killed if still there at the end."""
+    """torchrun in troupe's own process group, so Ctrl-C (or killing the group) reaches its worker
+    too; stopped if it outlives `timeout` (torchrun stops its worker on SIGTERM)."""
     with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass  # no verdict: the caller reports it
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        except subprocess.TimeoutExpired:  # no verdict: the caller reports it
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _cause(log: Path) -> str:
