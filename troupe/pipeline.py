@@ -94,10 +94,10 @@ def train(
             print(f"$ {shlex.join(preflight_command(recipe, result, wait))}")
         print(f"$ axolotl train {shlex.join([str(path), *launcher])}")
         return
-    # before anything runs (a loop of stages is reported here)
-    checked(recipe, need_data=False, parallel=parallel, launch=launch)
     if launch.nodes > 1:
         check_master(launch)
+    # before anything runs (a loop of stages is reported here)
+    checked(recipe, need_data=False, parallel=parallel, launch=launch)
     _train_first_stage(recipe, launch, parallel)
     ensure_dataset(recipe)
     result, path, env = _prepare(recipe, parallel, launch=launch)
