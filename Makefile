@@ -13,12 +13,12 @@ TROUPE := $(VENV)/bin/troupe
 SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
 
-USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT
+USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT NODES NODE_RANK MASTER
 $(foreach v,$(USER_VARIABLES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARIABLES)
 .DEFAULT_GOAL := help
-.PHONY: help setup lock demo test list check new speakers discover convert preprocess train evaluate merge \
-	share import verify serve chat
+.PHONY: help setup lock demo test list check new speakers discover convert preprocess train preflight evaluate \
+	merge share import verify serve chat
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -51,8 +51,8 @@ test: setup ## run the test suite (unit, every recipe, end to end on the tiny mo
 list: setup ## list the recipes
 	$(TROUPE) list
 
-check: setup ## report every problem in a recipe: make check CHARACTER=kaltsit
-	$(TROUPE) check "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+check: setup ## report every problem in a recipe: make check CHARACTER=kaltsit (with GPUS, PARALLEL, NODES: that run)
+	$(TROUPE) check "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
 
 new: setup ## copy a recipe: make new CHARACTER=amiya FROM=kaltsit [NAME=阿米娅] [FORCE=1]
 	$(TROUPE) new "$$CHARACTER" --from "$$FROM" $${NAME:+--name "$$NAME"} $${FORCE:+--force}
@@ -69,8 +69,11 @@ convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
 preprocess: setup ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
 	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} $${DEBUG:+--debug}
 
-train: setup ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2], DRY_RUN=1)
-	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} $${DRY_RUN:+--dry-run}
+train: setup ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2] [NODES= NODE_RANK= MASTER=], DRY_RUN=1)
+	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"} $${DRY_RUN:+--dry-run}
+
+preflight: setup ## on every machine: do all nodes have the same config, data, recipe, versions? (NODES= NODE_RANK= MASTER=)
+	$(TROUPE) preflight "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
 
 evaluate: setup ## the character-fidelity report → outputs/<CHARACTER>/eval/ (metrics, generations, report.html)
 	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}

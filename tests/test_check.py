@@ -118,13 +118,14 @@ def test_a_copied_recipe_never_points_at_another_slugs_files(project, capsys):
 
 def test_check_validates_with_the_capabilities_of_the_training_machine(project, capsys, monkeypatch):
     """On this CPU machine Axolotl's validator sees no bf16; rendered for CUDA it sees an H100-class GPU."""
+    from troupe.launch import Launch
     from troupe.recipe import load_recipe
     from troupe.render import resolve
     from troupe.validate import training_capabilities
 
     recipe = load_recipe("kaltsit")
     cpu, _ = training_capabilities(resolve(recipe, cuda=False))
-    gpu, _ = training_capabilities(resolve(recipe, cuda=True, world_size=8))
+    gpu, _ = training_capabilities(resolve(recipe, cuda=True, launch=Launch(gpus=8)))
     assert (cpu["bf16"], cpu["n_gpu"]) == (False, 1) and (gpu["bf16"], gpu["n_gpu"]) == (True, 8)
     monkeypatch.setenv("TROUPE_DEVICE", "cuda")
     code, out = run_check("kaltsit", capsys)

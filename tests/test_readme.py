@@ -63,7 +63,7 @@ def test_makefile_passes_variables_to_the_shell_only_quoted():
     """A CHARACTER such as 'x; rm -rf ~' must reach troupe as one argument, never as shell code."""
     text = (REPO / "Makefile").read_text(encoding="utf-8")
     recipe_lines = [line for line in text.splitlines() if line.startswith("\t")]
-    for variable in ("CHARACTER", "ARGS", "FROM", "NAME", "GPUS"):
+    for variable in ("CHARACTER", "ARGS", "FROM", "NAME", "GPUS", "NODES", "NODE_RANK", "MASTER"):
         assert not any(f"$({variable})" in line for line in recipe_lines), variable
     done = subprocess.run(["make", "-n", "train", "CHARACTER=x; rm -rf ~"], cwd=REPO, capture_output=True, text=True)
     assert 'troupe train "$CHARACTER"' in done.stdout and "rm -rf" not in done.stdout

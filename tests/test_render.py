@@ -2,6 +2,7 @@
 
 import yaml
 
+from troupe.launch import Launch
 from troupe.recipe import load_recipe
 from troupe.render import CPU_SAFE, prepared_path, resolve, resolved_yaml, run_env, write_resolved
 
@@ -77,10 +78,10 @@ def test_several_gpus_render_with_a_shipped_parallel_setup(project):
     assert set(parallel_configs()) >= {"zero2", "fsdp2"}
     recipe = load_recipe("kaltsit")
     for name in parallel_configs():
-        resolved = resolve(recipe, cuda=True, parallel=name)
+        resolved = resolve(recipe, cuda=True, parallel=name, launch=Launch(gpus=4))
         assert data_problems(recipe) + engine_problems(recipe, resolved) == [], name
         validate_config(DictDefault(resolved.config))
-        assert resolved.launcher_args(4) == [
+        assert resolved.launcher_args() == [
             "--launcher",
             "accelerate",
             "--",

@@ -4,6 +4,8 @@ troupe list
 troupe check kaltsit [key=value …]
 troupe new amiya --from kaltsit --name 阿米娅
 troupe convert|preprocess|train|evaluate|merge <recipe> [key=value …]
+troupe train kaltsit --gpus 8 --nodes 2 --node-rank 0 --master 10.0.0.1:29500 [--parallel fsdp2]
+troupe preflight kaltsit --nodes 2 --node-rank 0 --master 10.0.0.1:29500
 troupe tiny-model [--recipe demo]
 troupe demo
 """
@@ -21,7 +23,9 @@ from troupe.dataset import status as dataset_status
 from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.files import read_utf8
+from troupe.launch import launch_plan
 from troupe.policy import outside
+from troupe.preflight import WAIT_S
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
 from troupe.recipe import load_recipe
 from troupe.render import parallel_configs
@@ -46,6 +50,11 @@ def recipe_of(args: argparse.Namespace, anywhere: bool = False):
     if args.verb != "check" and (problems := troupe_problems(recipe, relative_to_root(recipe.path, recipe.root))):
         raise CheckFailed(problems)
     return recipe
+
+
+def launch_of(args: argparse.Namespace):
+    """GPUS, NODES, NODE_RANK and MASTER, validated together (one line per mistake)."""
+    return launch_plan(args.gpus, args.nodes, args.node_rank, args.master)
 
 
 def cmd_list(args) -> int:
@@ -73,9 +82,10 @@ def _describe(path) -> str:
 
 
 def cmd_check(args) -> int:
+    launch = launch_of(args)
     recipe = recipe_of(args, anywhere=True)
     try:
-        result = pipeline.checked(recipe, need_data=False)
+        result = pipeline.checked(recipe, need_data=False, parallel=args.parallel, launch=launch)
     except CheckFailed as failed:
         print(failed, file=sys.stderr)
         return 1
@@ -100,9 +110,15 @@ def cmd_step(args) -> int:
     if args.verb == "preprocess":
         pipeline.preprocess(recipe, debug=args.debug)
     elif args.verb == "train":
-        pipeline.train(recipe, gpus=args.gpus, parallel=args.parallel, dry_run=args.dry_run)
+        pipeline.train(recipe, launch_of(args), args.parallel, args.dry_run, args.wait)
     else:
         {"convert": pipeline.convert, "evaluate": pipeline.evaluate, "merge": pipeline.merge}[args.verb](recipe)
+    return 0
+
+
+def cmd_preflight(args) -> int:
+    launch = launch_of(args)
+    pipeline.preflight(recipe_of(args), launch, args.parallel, args.wait)
     return 0
 
 
@@ -240,7 +256,7 @@ def _recipe_verb(verbs, name: str, text: str, func) -> argparse.ArgumentParser:
 
 def _recipe_verbs(verbs) -> None:
     verbs.add_parser("list", help="list recipes").set_defaults(func=cmd_list)
-    _recipe_verb(verbs, "check", "report every problem in a recipe", cmd_check)
+    _launch_options(_recipe_verb(verbs, "check", "report every problem in a recipe", cmd_check))
     new = verbs.add_parser("new", help="copy a recipe to start a new character")
     new.add_argument("slug")
     new.add_argument("--from", dest="source", required=True, help="recipe to copy")
@@ -257,10 +273,12 @@ def _pipeline_verbs(verbs) -> None:
     _recipe_verb(verbs, "convert", "build the dataset", cmd_step)
     preprocess = _recipe_verb(verbs, "preprocess", "tokenise with Axolotl", cmd_step)
     preprocess.add_argument("--debug", action="store_true", help="show which tokens are trained")
-    train = _recipe_verb(verbs, "train", "convert if needed, preprocess, train", cmd_step)
-    train.add_argument("--gpus", type=int, default=1, help="GPUs on this machine to train on (accelerate)")
-    train.add_argument("--parallel", choices=sorted(parallel_configs()), help="multi-GPU setup (configs/parallel)")
+    train = _launch_options(_recipe_verb(verbs, "train", "convert if needed, preprocess, train", cmd_step))
     train.add_argument("--dry-run", action="store_true", help="write the resolved config, print the command")
+    _wait_option(train)
+    _wait_option(
+        _launch_options(_recipe_verb(verbs, "preflight", "prove every node would train the same thing", cmd_preflight))
+    )
     _recipe_verb(verbs, "evaluate", "the character-fidelity report", cmd_step)
     _recipe_verb(verbs, "merge", "merge the adapter into the base model", cmd_step)
 
@@ -299,6 +317,20 @@ def port(text: str) -> int:
     if not (text.isdigit() and 1 <= int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1–65535)")
     return int(text)
+
+
+def _launch_options(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """GPUS, PARALLEL, NODES, NODE_RANK, MASTER: taken as text and validated together by launch_plan."""
+    sub.add_argument("--gpus", default="1", help="GPUs on this machine to train on")
+    sub.add_argument("--parallel", choices=sorted(parallel_configs()), help="multi-GPU setup (configs/parallel)")
+    sub.add_argument("--nodes", default="1", help="machines in the run (torchrun, c10d rendezvous)")
+    sub.add_argument("--node-rank", help="this machine's number, 0 to nodes-1; node 0 runs at --master")
+    sub.add_argument("--master", help="host:port of node 0, where the nodes meet")
+    return sub
+
+
+def _wait_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--wait", type=int, default=WAIT_S, help="seconds the preflight waits for the other nodes")
 
 
 def _with_overrides(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:

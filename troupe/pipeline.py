@@ -11,8 +11,10 @@ succeeded, with a record of what it was made from (troupe.provenance):
   adapter's sha256 in troupe.json.
 `train` runs the earlier steps it needs: the first stage of a two-stage recipe, convert when the
 dataset is missing or stale, and tokenising when the cache for this exact dataset is missing (inside
-`axolotl train` on one device; as a separate `axolotl preprocess` first on several GPUs, so only one
-process does it).
+`axolotl train` on one device; as a separate `axolotl preprocess` first on several GPUs or machines,
+so only one process per machine does it). On several machines the preflight (troupe/preflight.py)
+comes last, right before training: every node has converted and tokenised, and they start training
+together once they agree.
 """
 
 import shlex
@@ -26,6 +28,10 @@ from troupe import merge as merging
 from troupe.engine import run_axolotl
 from troupe.errors import CheckFailed, TroupeError
 from troupe.files import new_dir_beside, replace_dir
+from troupe.launch import SINGLE, Launch, check_master
+from troupe.preflight import WAIT_S
+from troupe.preflight import command as preflight_command
+from troupe.preflight import run as run_preflight
 from troupe.recipe import Recipe
 from troupe.render import Resolved, first_stage, resolve, run_env, write_resolved
 
@@ -41,12 +47,12 @@ def checked_data(recipe: Recipe) -> None:
         raise CheckFailed(problems)
 
 
-def checked(recipe: Recipe, need_data: bool = True, parallel: str | None = None, gpus: int = 1) -> Resolved:
+def checked(recipe: Recipe, need_data: bool = True, parallel: str | None = None, launch: Launch = SINGLE) -> Resolved:
     """The resolved config, or CheckFailed with every problem. A recipe the safety policy refuses is
     looked at no further (nothing it names is imported); `need_data` makes the files earlier steps
     build (the dataset, a local base model) errors."""
     problems, result = validate.all_problems(
-        recipe, lambda: resolve(recipe, dataset.read_manifest(recipe), parallel=parallel, world_size=gpus)
+        recipe, lambda: resolve(recipe, dataset.read_manifest(recipe), parallel=parallel, launch=launch)
     )
     problems += validate.missing_inputs(recipe) if need_data else []
     if problems:
@@ -73,18 +79,23 @@ def ensure_dataset(recipe: Recipe) -> None:
         convert(recipe)
 
 
-def _prepared(recipe: Recipe, parallel: str | None = None, gpus: int = 1, need_data: bool = True) -> Resolved:
-    result = checked(recipe, need_data, parallel, gpus)
+def _prepared(recipe: Recipe, parallel: str | None = None, launch: Launch = SINGLE, need_data: bool = True) -> Resolved:
+    result = checked(recipe, need_data, parallel, launch)
     for note in result.notes:
         print(note)
     return result
+
+
+def _env(result: Resolved, root) -> dict:
+    """The environment Axolotl runs in: troupe's (render.run_env) and what this launch needs."""
+    return run_env(result.config, root) | result.env
 
 
 def preprocess(recipe: Recipe, debug: bool = False) -> None:
     """Tokenise into the keyed cache; `debug` prints sample tokens with their labels (-100 = not trained)."""
     result = _prepared(recipe)
     path = write_resolved(recipe, result, recipe.output_dir / "preprocess.resolved.yaml", "preprocess")
-    env = run_env(result.config, recipe.root)
+    env = _env(result, recipe.root)
     # --no-download: Axolotl would otherwise instantiate the base model only to pre-fetch it.
     extra = ["--no-download"]
     if debug:
@@ -93,38 +104,53 @@ def preprocess(recipe: Recipe, debug: bool = False) -> None:
     run_axolotl("preprocess", path, recipe.root, env, extra)
 
 
-def train(recipe: Recipe, gpus: int = 1, parallel: str | None = None, dry_run: bool = False) -> None:
+def train(
+    recipe: Recipe, launch: Launch = SINGLE, parallel: str | None = None, dry_run: bool = False, wait: int = WAIT_S
+) -> None:
     """Train, first training the stage this recipe starts from (`troupe.after`) if it has no adapter.
-    `dry_run` writes the config it would use (outputs/<slug>/train.dry-run.yaml) and prints the command."""
+    `dry_run` writes the config it would use (outputs/<slug>/train.dry-run.yaml) and prints the commands
+    without running anything; `wait` is how long a multi-node preflight waits for the other nodes."""
     if dry_run:
-        result = _prepared(recipe, parallel, gpus, need_data=False)
+        result = _prepared(recipe, parallel, launch, need_data=False)
         path = write_resolved(recipe, result, recipe.output_dir / "train.dry-run.yaml", "train --dry-run")
-        print(f"$ axolotl train {shlex.join([recipe.layout.rel(path), *_launch(result, gpus)])}")
+        launcher = _launcher(result)
+        if launch.nodes > 1:
+            print(f"$ {shlex.join(preflight_command(recipe, result, wait))}")
+        print(f"$ axolotl train {shlex.join([recipe.layout.rel(path), *launcher])}")
         return
-    checked(recipe, need_data=False, parallel=parallel, gpus=gpus)  # before anything runs
-    first = first_stage(recipe)
-    if first and provenance.read_record(first.layout.adapter_dir) is None:
-        print(
-            f"{recipe.slug} starts from {first.slug}'s adapter, which is not trained yet: training {first.slug} first"
-        )
-        train(first, gpus, parallel)
+    if launch.nodes > 1:
+        check_master(launch)
+    checked(recipe, need_data=False, parallel=parallel, launch=launch)  # before anything runs
+    _train_first_stage(recipe, launch, parallel)
     ensure_dataset(recipe)
-    result = _prepared(recipe, parallel, gpus)
+    result = _prepared(recipe, parallel, launch)
+    if launch.nodes > 1:
+        run_preflight(recipe, result, _env(result, recipe.root), wait)
     run_dir = _new_run(recipe)
     started = time.perf_counter()
     try:
-        _run_training(recipe, result, run_dir, gpus)
+        _run_training(recipe, result, run_dir)
     except KeyboardInterrupt:
         print(
             f"interrupted: the previous adapter is kept; the unfinished run is {recipe.layout.rel(run_dir)}",
             file=sys.stderr,
         )
         raise
-    record = _training_record(recipe, result, run_dir, time.perf_counter() - started)
-    provenance.keep_training_log(run_dir)
-    provenance.write_record(run_dir, record)
-    replace_dir(run_dir, recipe.layout.adapter_dir)
-    print(f"trained {recipe.slug} in {record['seconds']:.0f} s → {recipe.layout.rel(recipe.layout.adapter_dir)}")
+    _promote(recipe, result, run_dir, time.perf_counter() - started)
+
+
+def _train_first_stage(recipe: Recipe, launch: Launch, parallel: str | None) -> None:
+    first = first_stage(recipe)
+    if not first or provenance.read_record(first.layout.adapter_dir) is not None:
+        return
+    if launch.nodes > 1:  # each node would train the first stage alone, and only one of them would save it
+        raise TroupeError(
+            f"{recipe.slug} starts from {first.slug}'s adapter, which this node does not have: train {first.slug} "
+            f"first (the same command with CHARACTER={first.slug}), then copy outputs/{first.slug}/adapter/ from "
+            "the node that saved it to every node"
+        )
+    print(f"{recipe.slug} starts from {first.slug}'s adapter, which is not trained yet: training {first.slug} first")
+    train(first, launch, parallel)
 
 
 def _new_run(recipe: Recipe) -> Path:
@@ -137,16 +163,31 @@ def _new_run(recipe: Recipe) -> Path:
     return run_dir
 
 
-def _run_training(recipe: Recipe, result: Resolved, run_dir: Path, gpus: int) -> None:
+def _run_training(recipe: Recipe, result: Resolved, run_dir: Path) -> None:
     result.config["output_dir"] = recipe.layout.rel(run_dir)
     path = write_resolved(recipe, result, run_dir / "train.resolved.yaml", "train")
-    env = run_env(result.config, recipe.root)
-    if gpus > 1 and not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
-        # one process tokenises; otherwise every GPU's process would (a single one does it in `train`)
+    env, launcher = _env(result, recipe.root), _launcher(result)
+    if result.launch.processes > 1 and not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
+        # one process per machine tokenises; otherwise every GPU's process would (a single one does it in `train`)
         run_axolotl("preprocess", path, recipe.root, env, ["--no-download"])
-    run_axolotl("train", path, recipe.root, env, _launch(result, gpus))
+    run_axolotl("train", path, recipe.root, env, launcher)
+
+
+def _promote(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) -> None:
+    """The finished run becomes outputs/<slug>/adapter/, with its record. Across machines, Axolotl
+    saves the weights on the node of global rank 0 only (FSDP): the others keep no adapter."""
+    layout = recipe.layout
     if provenance.weights_sha256(run_dir) is None:
-        raise TroupeError(f"axolotl train exited 0 but saved no weights in {recipe.layout.rel(run_dir)}")
+        if result.launch.nodes > 1:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"trained {recipe.slug} in {seconds:.0f} s; the adapter was saved on the node of global rank 0")
+            return
+        raise TroupeError(f"axolotl train exited 0 but saved no weights in {layout.rel(run_dir)}")
+    record = _training_record(recipe, result, run_dir, seconds)
+    provenance.keep_training_log(run_dir)
+    provenance.write_record(run_dir, record)
+    replace_dir(run_dir, layout.adapter_dir)
+    print(f"trained {recipe.slug} in {seconds:.0f} s → {layout.rel(layout.adapter_dir)}")
 
 
 def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) -> dict:
@@ -158,6 +199,7 @@ def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: f
         "overrides": recipe.override_texts,
         "config": "train.resolved.yaml",
         "base_model": result.config.get("base_model"),
+        "launch": {"nodes": result.launch.nodes, "gpus_per_node": result.launch.gpus},
         "first_stage_adapter_sha256": (provenance.read_record(first.layout.adapter_dir) or {}).get("adapter_sha256")
         if first
         else None,
@@ -169,13 +211,22 @@ def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: f
     }
 
 
-def _launch(result: Resolved, gpus: int) -> list[str]:
-    if gpus > 1 and not result.cuda:
+def _launcher(result: Resolved) -> list[str]:
+    if result.launch.gpus > 1 and not result.cuda:
         raise TroupeError(
-            f"GPUS={gpus} needs CUDA GPUs and this machine has none (TROUPE_DEVICE=cuda with "
+            f"GPUS={result.launch.gpus} needs CUDA GPUs and this machine has none (TROUPE_DEVICE=cuda with "
             "--dry-run shows what would run)"
         )
-    return result.launcher_args(gpus)
+    return result.launcher_args()
+
+
+def preflight(recipe: Recipe, launch: Launch, parallel: str | None = None, wait: int = WAIT_S) -> None:
+    """Only the preflight: do the nodes agree on what they would train?"""
+    if launch.nodes < 2:
+        raise TroupeError("the preflight compares machines: give NODES (2 or more), NODE_RANK and MASTER")
+    check_master(launch)
+    result = _prepared(recipe, parallel, launch)
+    run_preflight(recipe, result, _env(result, recipe.root), wait)
 
 
 def evaluate(recipe: Recipe) -> dict:
@@ -195,7 +246,7 @@ def merge(recipe: Recipe) -> Path:
     build = new_dir_beside(layout.merged_dir)
     result.config.update(output_dir=layout.rel(build), lora_model_dir=layout.rel(layout.adapter_dir))
     path = write_resolved(recipe, result, build / "merge.resolved.yaml", "merge")
-    run_axolotl("merge-lora", path, recipe.root, run_env(result.config, recipe.root))
+    run_axolotl("merge-lora", path, recipe.root, _env(result, recipe.root))
     merged = build / "merged"
     copied = merging.restore_tokenizer(layout.adapter_dir, merged)
     merging.verify_chat_template(layout.adapter_dir, merged)

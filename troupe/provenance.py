@@ -25,7 +25,7 @@ from troupe.layout import Layout
 
 RECORD = "troupe.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json")
-VERSIONED = ("axolotl", "torch", "transformers", "peft")
+VERSIONED = ("axolotl", "torch", "transformers", "peft", "accelerate")
 
 
 def versions() -> dict[str, str]:

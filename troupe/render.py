@@ -10,6 +10,9 @@ What troupe changes, and why:
   file contents, so a rebuilt dataset would otherwise train on the stale tokenised copy.
 - With no CUDA device, GPU-only settings are turned off (Axolotl's LoRA kernels, bf16/fp16,
   flash-attention, Liger) and attention is sdpa, announced in one line.
+- Several CPU processes (NODES=2 without CUDA) get `max_memory: {cpu: …}` and ACCELERATE_USE_CPU=1:
+  Axolotl would otherwise place each process's model on device LOCAL_RANK (a GPU that is not
+  there), and accelerate would run each process alone instead of data-parallel over gloo.
 """
 
 import copy
@@ -22,6 +25,7 @@ import yaml
 
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, sha256_bytes
+from troupe.launch import SINGLE, Launch
 from troupe.layout import is_local_model
 from troupe.project import did_you_mean, relative_to_root
 from troupe.recipe import Recipe, load_recipe
@@ -42,19 +46,27 @@ GPU_ONLY_PLUGIN_WORDS = ("liger", "cut_cross_entropy")
 PARALLEL_DIR = Path(__file__).resolve().parent.parent / "configs" / "parallel"
 
 
+CPU_PROCESSES = {"max_memory": {"cpu": "1024GiB"}}  # everything on the CPU (a cap no model reaches)
+TRAIN_RUN_ID = "troupe"  # one constant rendezvous id: nodes that disagree meet, and the preflight says why
+
+
 @dataclass
 class Resolved:
     config: dict
     cuda: bool
     notes: list[str] = field(default_factory=list)
-    world_size: int = 1  # processes that will train (GPUs on all machines)
+    launch: Launch = field(default_factory=Launch)
+    env: dict = field(default_factory=dict)  # what the run needs in its environment beyond run_env
 
-    def launcher_args(self, gpus: int = 1) -> list[str]:
-        """How `axolotl train` starts: in-process on CPU (accelerate adds nothing there but start-up
-        time and warnings), through accelerate with one process per GPU otherwise."""
-        if not self.cuda:
+    def launcher_args(self) -> list[str]:
+        """How `axolotl train` starts: in-process for one CPU process (accelerate adds nothing there
+        but start-up time and warnings) and under Ray (Ray Train starts its own workers); accelerate
+        with one process per GPU on one machine; torchrun's c10d rendezvous across machines."""
+        if self.config.get("use_ray") or (not self.cuda and self.launch.processes == 1):
             return ["--launcher", "python"]
-        return ["--launcher", "accelerate", "--", "--num_processes", str(gpus), "--num_machines", "1"]
+        if self.launch.nodes > 1:
+            return ["--launcher", "torchrun", "--", *self.launch.torchrun_args(TRAIN_RUN_ID)]
+        return ["--launcher", "accelerate", "--", "--num_processes", str(self.launch.gpus), "--num_machines", "1"]
 
 
 def cuda_available() -> bool:
@@ -136,7 +148,7 @@ def resolve(
     manifest: dict | None = None,
     cuda: bool | None = None,
     parallel: str | None = None,
-    world_size: int = 1,
+    launch: Launch = SINGLE,
 ) -> Resolved:
     """The Axolotl config for this recipe, overrides applied and troupe's adjustments made."""
     config = copy.deepcopy(recipe.axolotl)
@@ -147,10 +159,27 @@ def resolve(
     if manifest:
         config["dataset_prepared_path"] = prepared_path(recipe, manifest)
     cuda = cuda_available() if cuda is None else cuda
+    env = {}
     if not cuda:
         changed = cpu_adjustments(config)
         notes.append("no CUDA device: CPU-safe settings applied" + (f" ({', '.join(changed)})" if changed else ""))
-    return Resolved(config, cuda, notes, world_size)
+    if not cuda and launch.processes > 1:
+        config.update(CPU_PROCESSES)
+        env["ACCELERATE_USE_CPU"] = "1"
+        notes.append(
+            f"{launch.processes} CPU processes: max_memory {CPU_PROCESSES['max_memory']}, ACCELERATE_USE_CPU=1"
+        )
+    if launch.processes > 1:
+        notes.append(batch_arithmetic(config, launch))
+    return Resolved(config, cuda, notes, launch, env)
+
+
+def batch_arithmetic(config: dict, launch: Launch) -> str:
+    micro, accumulation = config.get("micro_batch_size") or 1, config.get("gradient_accumulation_steps") or 1
+    return (
+        f"global batch: micro_batch_size {micro} × gradient_accumulation_steps {accumulation} × {launch.gpus} "
+        f"process(es) per node × {launch.nodes} node(s) = {micro * accumulation * launch.processes} samples per step"
+    )
 
 
 def resolved_yaml(recipe: Recipe, resolved: Resolved, step: str) -> str:

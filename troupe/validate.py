@@ -13,9 +13,12 @@ Files that steps build (the dataset, a local tiny model) are errors for a step t
 notes for `check` (`missing_inputs`).
 """
 
+import contextlib
 import copy
 import functools
+import importlib.util
 import json
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -97,7 +100,8 @@ def engine_problems(recipe: Recipe, resolved: Resolved) -> list[Problem]:
     DeepSpeed file), and what it would silently get wrong (no seed, Gemma's end-of-turn token).
     Run only on a recipe the policy accepts: Axolotl's validation loads the recipe's plugins."""
     where = relative_to_root(recipe.path, recipe.root)
-    problems = axolotl_problems(resolved, where) + deepspeed_problems(resolved.config, recipe.root, where)
+    problems = axolotl_problems(resolved, where) + ray_problems(resolved, where)
+    problems += deepspeed_problems(resolved.config, recipe.root, where)
     return problems + seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
 
 
@@ -221,15 +225,17 @@ def _unknown(where: str, path: str, key: str, known: frozenset[str]) -> Problem:
 
 
 def axolotl_problems(resolved: Resolved, where: str) -> list[Problem]:
-    """Axolotl's own validator on the resolved config, with the capabilities of the machine that will
-    train (as `axolotl train` validates it): wrong types and invalid combinations."""
+    """Axolotl's own validator on the resolved config, as `axolotl train` validates it on each node:
+    with the capabilities of the machine that will train and the run's world size, which is what
+    its multi-GPU rules (FSDP1 with LoRA kernels, QLoRA RL with reentrant checkpointing …) look at."""
     from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
 
     cfg = DictDefault(copy.deepcopy(resolved.config))
     try:
         prepare_plugins(cfg)
-        validate_config(cfg, *training_capabilities(resolved))
+        with _machine_warnings_muted():
+            validate_config(cfg, *training_capabilities(resolved))
         return []
     except ValidationError as exc:
         return [_pydantic_problem(error, BaseModel, where, "", " (Axolotl's validator)") for error in exc.errors()]
@@ -258,7 +264,45 @@ def training_capabilities(resolved: Resolved) -> tuple[dict, dict]:
         env = {"torch_version": torch.__version__.split("+", maxsplit=1)[0]}
     else:
         capabilities, env = gpu_capabilities()
-    return {**capabilities, "n_gpu": resolved.world_size}, env
+    return {**capabilities, "n_gpu": resolved.launch.processes}, env
+
+
+@contextlib.contextmanager
+def _machine_warnings_muted():
+    """Given capabilities, Axolotl's validator warns about the GPU of the machine it runs on, which a
+    dry run may not train on; Axolotl warns again on the machine that trains."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def ray_problems(resolved: Resolved, where: str) -> list[Problem]:
+    """`use_ray` hands the launch to Ray Train, which starts its own workers: GPUS and NODES would start
+    a second set, and Ray itself is not part of troupe's install."""
+    if not resolved.config.get("use_ray"):
+        return []
+    problems = []
+    if resolved.launch.processes > 1:
+        problems.append(
+            Problem(
+                where,
+                "use_ray",
+                "Ray Train starts the workers itself; GPUS/NODES would start a second set",
+                "leave GPUS, NODES, NODE_RANK and MASTER out and set ray_num_workers (and resources_per_worker)",
+            )
+        )
+    if importlib.util.find_spec("ray") is None:
+        problems.append(
+            Problem(
+                where,
+                "use_ray",
+                "Ray is not installed here (troupe does not install it)",
+                "on the Ray cluster's nodes: .venv/bin/pip install 'ray[train]'",
+            )
+        )
+    return problems
 
 
 def deepspeed_problems(config: dict, root: Path, where: str) -> list[Problem]:
