@@ -26,19 +26,17 @@ def read_jsonl(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_demo_prints_a_summary_with_its_wall_time(demo):
+def test_demo_prints_a_summary_with_base_and_adapter_side_by_side(demo):
     _, output = demo
     summary = output[output.index("demo summary") :]
-    for row in (
-        "samples (train/val/test)",
-        "training steps",
-        "train loss",
-        "eval loss",
-        "test loss / perplexity",
-        "merged model",
-        "wall time",
-    ):
+    for row in ("data", "base", "adapter", "references (+)", "other voices (−)", "test loss", "style P(character)"):
         assert row in summary
+    assert "style adapter − base" in summary and "held-out accuracy" in summary
+    lines = summary.splitlines()
+    for row in ("reference", "base", "adapter"):  # three test prompts, each with the three replies
+        assert sum(line.startswith(f"    {row} ") for line in lines) == 3, row
+    assert sum(line.startswith(("  met ", "  NOT met ")) for line in lines) == 7  # the targets, each judged
+    assert "wall time" in summary
 
 
 def test_dataset_follows_the_output_contract(demo):
@@ -72,7 +70,8 @@ def test_only_the_characters_turn_and_its_end_of_turn_token_are_trained(demo):
         for r in read_jsonl(root / "datasets" / "demo" / f"{split}.jsonl")
     }
     rows = prepared_rows(next((root / "datasets" / ".prepared" / "demo").iterdir()))
-    assert len(rows) == 94
+    samples = sum(len(read_jsonl(root / "datasets" / "demo" / f"{split}.jsonl")) for split in ("train", "validation"))
+    assert len(rows) == samples
     for row in rows:
         (span,) = trained_spans(row["input_ids"], row["labels"])  # exactly one trained run: the reply
         text = tokenizer.decode(span)
@@ -101,10 +100,48 @@ def test_evaluate_wrote_metrics_and_generations(demo):
         values = metrics["systems"][system]
         assert values["test_loss"] > 0 and values["test_perplexity"] > 1 and values["replies"] == test_count
         assert {"empty_rate", "short_rate", "mean_chars", "length_ratio", "top_repeated"} <= set(values)
-    adapter, base = metrics["systems"]["adapter"], metrics["systems"]["base"]
-    assert adapter["test_loss"] < base["test_loss"]  # training moved the model towards the character
+    assert set(metrics["controls"]) == {"references", "other_voices"}
+    assert metrics["controls"]["references"]["chrf"] == 100.0  # the references against themselves
     csv_text = (root / "outputs" / "demo" / "eval" / "generations.csv").read_text(encoding="utf-8")
     assert csv_text.splitlines()[0] == "story,index,context,reference,base,adapter"
+
+
+def test_the_adapter_speaks_more_like_the_character_than_the_base_between_the_controls(demo):
+    root, _ = demo
+    style = json.loads((root / "outputs" / "demo" / "eval" / "metrics.json").read_text())["style"]
+    diff, scored = style["adapter_minus_base"], style["systems"]
+    assert diff["mean"] > 0 and diff["low"] > 0, diff  # the 95% interval excludes 0
+    assert scored["references"]["mean"] > scored["adapter"]["mean"] > scored["other_voices"]["mean"], scored
+    assert style["informative"]  # the classifier separates the controls on this data
+
+
+def test_degenerate_replies_get_no_score_and_identical_ones_no_interval(demo):
+    """Hand-made replies on the demo's real test prompts and classifier: all empty → n/a; all the
+    same → a mean without an interval."""
+    from troupe.evaluation import SystemRun, score, summary_table
+    from troupe.evaluation.generation import Reply, test_cases
+    from troupe.recipe import load_recipe
+
+    root, _ = demo
+    recipe = load_recipe("demo", root=root)
+    cases = test_cases(recipe.dataset_dir / "test.jsonl")
+    train = read_jsonl(recipe.dataset_dir / "train.jsonl")
+
+    def run(text: str) -> SystemRun:
+        return SystemRun(loss={}, replies=[Reply(text, text)] * len(cases), probes=[])
+
+    same = "先把病历拿来，我们一条一条对。"
+    scores = score(recipe, cases, train, {"base": run(""), "adapter": run(same)})
+    base, adapter, styled = scores["systems"]["base"], scores["systems"]["adapter"], scores["style"]
+    assert base["bleu4"] is base["chrf"] is None and base["not_scored"].startswith(f"{len(cases)} of {len(cases)}")
+    assert adapter["scored_replies"] == len(cases) and adapter["bleu4"] is not None
+    assert styled["systems"]["base"]["mean"] is None and styled["adapter_minus_base"]["mean"] is None
+    assert styled["systems"]["adapter"]["mean"] > 0 and styled["systems"]["adapter"]["low"] is None
+    row = next(line for line in summary_table(scores).splitlines() if line.startswith("style P(character)"))
+    assert row.count("n/a") == 1 and row.count("(no interval)") == 1 and row.count("[") == 2  # the two controls
+
+    paired = score(recipe, cases, train, {"base": run("好。"), "adapter": run(same)})["style"]["adapter_minus_base"]
+    assert paired["mean"] != 0 and paired["low"] is paired["high"] is None  # every difference is the same
 
 
 def test_merged_model_loads_and_generates_with_the_trained_chat_template(demo):
@@ -136,7 +173,7 @@ def test_each_story_is_written_readable_and_structured(demo):
     root, _ = demo
     stories = root / "datasets" / "demo" / "stories"
     assert sorted(p.name for p in stories.iterdir()) == [
-        f"level_demo_0{i}.{ext}" for i in (1, 2, 3) for ext in ("jsonl", "txt")
+        f"level_demo_0{i}.{ext}" for i in range(1, 9) for ext in ("jsonl", "txt")
     ]
     first = json.loads((stories / "level_demo_01.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert set(first) == {"speaker", "text", "kind", "story", "index"}
@@ -227,7 +264,7 @@ def test_evaluate_scores_base_adapter_and_merged(evaluated):
         assert SYSTEM_KEYS <= set(values), (name, SYSTEM_KEYS - set(values))
     assert scores["merge_parity"]["identical_replies"] == 1.0 and scores["merge_parity"]["max_logit_diff"] < 1e-3
     assert scores["style"]["available"] and 0 <= scores["style"]["held_out_accuracy"] <= 1
-    assert set(scores["style"]["systems"]) == {"base", "adapter", "merged", "references"}
+    assert set(scores["style"]["systems"]) == {"base", "adapter", "merged", "references", "other_voices"}
     assert "style adapter − base" in output and "perplexity" in output
     probes = json.loads((eval_dir / "probes.json").read_text())
     assert len(probes) == 4 and {"probe", "base", "adapter", "merged"} <= set(probes[0])
@@ -293,7 +330,11 @@ def test_compare_lists_runs_side_by_side(evaluated):
     root, _ = evaluated
     done = troupe("compare", "demo", str(root / "outputs" / "demo"), root=root)
     lines = done.stdout.splitlines()
-    assert lines[0].split()[:3] == ["run", "test", "loss"] and len(lines) == 3
+    assert lines[0].split()[:4] == ["run", "system", "test", "loss"] and len(lines) == 1 + 2 * 6
+    systems = [line.split()[1] for line in lines[1:7]]
+    assert systems == ["references", "base", "adapter", "merged", "other", "informative"]  # between the controls
+    evaluated = json.loads((root / "outputs" / "demo" / "eval" / "metrics.json").read_text())["style"]["systems"]
+    assert f"{evaluated['adapter']['mean']:.2f} [" in lines[3]  # the summary's style cell, interval included
 
 
 @pytest.fixture(scope="module")

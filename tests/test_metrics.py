@@ -98,13 +98,36 @@ def test_style_classifier_separates_clearly_different_speakers():
     assert style.train_style(character[:3], other) is None  # too few lines to say anything
 
 
-def test_bootstrap_intervals():
-    interval = style.bootstrap_mean([0.5] * 10)
-    assert interval == {"mean": 0.5, "low": 0.5, "high": 0.5}
+def test_bootstrap_intervals_never_come_from_identical_values():
+    assert style.bootstrap_mean([0.5] * 10) == {"mean": 0.5, "low": None, "high": None, "n": 10}
     spread = style.bootstrap_mean([0.0, 1.0] * 50)
-    assert spread["low"] < 0.5 < spread["high"] and spread["mean"] == 0.5
-    diff = style.bootstrap_difference([0.9] * 20, [0.4] * 20)
-    assert diff["mean"] == pytest.approx(0.5) and diff["low"] == pytest.approx(0.5)
+    assert spread["low"] < 0.5 < spread["high"] and spread["mean"] == 0.5 and spread["n"] == 100
+    diff = style.bootstrap_difference([0.9] * 20, [0.4] * 20)  # every difference 0.5: nothing to resample
+    assert diff["mean"] == pytest.approx(0.5) and diff["low"] is None and diff["high"] is None
+
+
+def test_mostly_degenerate_replies_are_not_scored():
+    assert metrics.scorable(["", "……", "——"]) == ([], "3 of 3 replies are empty or punctuation only")
+    assert metrics.scorable(["好。", "", "说下去。", "……"]) == ([0, 2], None)  # half: scored on the two
+    assert metrics.scorable(["好。", "", "……"]) == ([0], "2 of 3 replies are empty or punctuation only")
+    assert metrics.scorable([]) == ([], "0 of 0 replies are empty or punctuation only")
+
+
+def test_a_metric_separates_the_controls_by_more_than_a_tenth():
+    assert metrics.separates(0.8, 0.2) and metrics.separates(100.0, 3.0) and metrics.separates(38.8, 19.1)
+    assert not metrics.separates(0.0, 0.0) and not metrics.separates(0.95, 0.9)
+    assert not metrics.separates(0.0, 1 / 61) and not metrics.separates(40.0, 37.0)  # one reply; under 10%
+
+
+def test_other_voices_are_other_speakers_lines_of_the_prompts_without_narration():
+    records = [
+        {"messages": [{"role": "user", "content": "上下文:\n[小禾]:在吗\n[闻钟]:在。\n[旁白]:雾起。"}]},
+        {"messages": [{"role": "user", "content": "上下文:\n[铁砧]:开船！\n[小禾]:在吗"}]},
+    ]
+    drawn = style.other_voices(records, {"闻钟"}, frozenset({"旁白"}), 5)
+    assert len(drawn) == 5 and set(drawn) == {"在吗", "开船！"}  # distinct lines, reused in a fixed order
+    assert drawn == style.other_voices(records, {"闻钟"}, frozenset({"旁白"}), 5)
+    assert style.other_voices(records[:1], {"闻钟", "小禾"}, frozenset({"旁白"}), 3) == []
 
 
 def test_voices_come_from_replies_and_other_speakers_context_lines():

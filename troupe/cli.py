@@ -226,7 +226,7 @@ def cmd_tiny_model(args) -> int:
     recipe = load_recipe(args.recipe)
     if args.out and (why := outside(args.out, recipe.root)):
         raise TroupeError(f"--out {args.out}: {why}; give a folder under the project root")
-    build_tiny(recipe, args.arch, recipe.root / args.out if args.out else None)
+    build_tiny(recipe, args.arch, recipe.root / args.out if args.out else None, trained=not args.untrained)
     return 0
 
 
@@ -302,8 +302,9 @@ def _tool_verbs(verbs) -> None:
     compare = verbs.add_parser("compare", help="headline metrics of several evaluated runs side by side")
     compare.add_argument("runs", nargs="+", help="recipe names, run folders (outputs/x) or metrics.json files")
     compare.set_defaults(func=cmd_compare)
-    tiny = verbs.add_parser("tiny-model", help="build a tiny random model from a recipe's dataset text")
-    tiny.add_argument("--recipe", default="demo", help="whose dataset text trains the tokenizer")
+    tiny = verbs.add_parser("tiny-model", help="build a tiny model: trained on a recipe's story, or random")
+    tiny.add_argument("--recipe", default="demo", help="whose story (or dataset text) it learns")
+    tiny.add_argument("--untrained", action="store_true", help="random weights (tests of the pipeline's plumbing)")
     tiny.add_argument("--arch", choices=ARCHS, default="llama", help="llama (the demo's) or a real gemma4 layout")
     tiny.add_argument("--out", help="folder under the project root (default: the recipe's base_model)")
     tiny.set_defaults(func=cmd_tiny_model)

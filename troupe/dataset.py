@@ -78,9 +78,12 @@ def filter_reason(reply: str, context: list[Line], options: DatasetOptions) -> s
     return "too_little_context" if len(context) < options.min_context_lines else None
 
 
-def character_samples(lines: list[Line], spec: TroupeSpec) -> tuple[list[Sample], Counter]:
-    """One sample per line of the character, with the previous lines of the same story as context."""
-    options, names = spec.dataset, set(spec.character.names)
+def character_samples(
+    lines: list[Line], spec: TroupeSpec, names: set[str] | None = None
+) -> tuple[list[Sample], Counter]:
+    """One sample per line of the character (or of the `names` given), with the previous lines of the
+    same story as context."""
+    options, names = spec.dataset, names or set(spec.character.names)
     kept, dropped, seen = [], Counter(), set()
     for story in _stories(lines):
         for i, line in enumerate(story):
@@ -98,6 +101,14 @@ def character_samples(lines: list[Line], spec: TroupeSpec) -> tuple[list[Sample]
                 reason = "duplicate"
             dropped[reason] += 1
     return kept, dropped
+
+
+def story_samples(lines: list[Line], spec: TroupeSpec, leave_out: set[str]) -> list[Sample]:
+    """Every speaker's lines in the recipe's chat format (context → next line), to train a base model
+    on: lines whose text is in `leave_out` (the character's validation and test replies) are taken out
+    of the story first, so none of them is a target or anyone's context."""
+    kept = [line for line in lines if line.text not in leave_out]
+    return character_samples(kept, spec, {line.speaker for line in kept if line.kind == "speech"})[0]
 
 
 def scene_samples(lines: list[Line], spec: TroupeSpec) -> tuple[list[Sample], Counter]:

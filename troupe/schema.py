@@ -83,6 +83,7 @@ class Evaluate(StrictModel):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     repetition_penalty: float = Field(1.0, gt=0)
+    seed: int = Field(0, description="seed of sampled generation: a rerun gives the same replies")
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test samples")
     probes: list[str] | None = Field(None, description="red-team prompts; default: a set in the data's language")

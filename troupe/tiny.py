@@ -1,16 +1,18 @@
 """Tiny models built locally, so the whole pipeline runs offline on a CPU in seconds.
 
-    troupe tiny-model                       # models/tiny for the demo recipe
+    troupe tiny-model                       # models/tiny for the demo recipe: trained on its story
+    troupe tiny-model --untrained           # random weights (tests of the pipeline's plumbing)
     troupe tiny-model --arch gemma4 --out models/gemma4-tiny   # a real Gemma 4 (text+vision+audio)
 
-A byte-level BPE tokenizer is trained on a recipe's dataset text, and a randomly initialised model
-is saved beside it:
-- `llama` (the demo's): a 2-layer Llama-architecture decoder with a Gemma-style chat template
-  (`<|turn>role … <turn|>`, where the end-of-turn token is not eos, as in real Gemma).
+A byte-level BPE tokenizer is trained on the text, and a model is saved beside it:
+- `llama` (the demo's): a small Llama-architecture decoder with a Gemma-style chat template
+  (`<|turn>role … <turn|>`, where the end-of-turn token is not eos, as in real Gemma). Given
+  conversations, every weight is trained on them with transformers' Trainer (`pretrain`), so the
+  base already speaks the story's language before a LoRA learns one character's voice.
 - `gemma4`: Gemma4ForConditionalGeneration from transformers' own config classes, with small
   text, vision and audio towers and Axolotl's copy of the real Gemma 4 chat template, to check
-  what a Gemma 4 recipe does to the real architecture (LoRA targets, trained tokens).
-Same text → same files.
+  what a Gemma 4 recipe does to the real architecture (LoRA targets, trained tokens); random.
+Same text → same files (seeded; on one machine).
 """
 
 import json
@@ -45,13 +47,27 @@ CHAT_TEMPLATE = (
     "<|turn>{{ role }}\n{{ message['content'] | trim }}<turn|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|turn>model\n{% endif %}"
 )
-LLAMA_SHAPE = dict(
+VOCAB_SIZE = 2048
+LLAMA_SHAPE = dict(  # random weights: the smallest decoder that exercises the pipeline (tests, benches)
     hidden_size=64,
     intermediate_size=128,
     num_hidden_layers=2,
     num_attention_heads=4,
     num_key_value_heads=2,
     max_position_embeddings=2048,
+)
+# The trained demo base: size and training chosen by measurement (recipes/demo.yaml's header has the
+# arithmetic): the lowest loss on the character's validation replies within about 30 s on 2 CPU cores.
+BASE_SHAPE = {**LLAMA_SHAPE, "hidden_size": 128, "intermediate_size": 256}
+PRETRAINING = dict(
+    max_steps=200,
+    per_device_train_batch_size=16,
+    learning_rate=2.5e-3,
+    lr_scheduler_type="cosine",
+    warmup_steps=0.05,
+    train_sampling_strategy="group_by_length",  # batches of similar lengths: 40% less padding, faster steps
+    seed=0,
+    logging_steps=10,
 )
 GEMMA4_TINY = {
     "text": dict(
@@ -143,12 +159,12 @@ def _stop_ids(tokenizer) -> list[int]:
     return [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)]
 
 
-def llama_model(tokenizer):
+def llama_model(tokenizer, shape: dict = LLAMA_SHAPE):
     """A small Llama-architecture decoder sized to the tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     return LlamaForCausalLM(
-        LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, **LLAMA_SHAPE, **_token_ids(tokenizer))
+        LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, **shape, **_token_ids(tokenizer))
     )
 
 
@@ -188,27 +204,69 @@ def gemma4_model(tokenizer, shape: dict = GEMMA4_TINY):
     return Gemma4ForConditionalGeneration(config)
 
 
-def build_tiny_model(out: Path, texts: list[str], arch: str = "llama", vocab_size: int = 2048, seed: int = 0) -> bool:
-    """Write tokenizer + random model to `out`; returns False (doing nothing) if the same inputs built it already."""
+def pretrain(model, tokenizer, conversations: list[list[dict]], training: dict = PRETRAINING) -> list[dict]:
+    """Train every weight on the conversations as the chat template renders them: every token of the
+    story (context lines and reply) counts, as a base model learns whole text; the system prompt,
+    the same in every conversation, does not. Returns the Trainer's log."""
+    import tempfile
+
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    rows = [_story_tokens(tokenizer, c) for c in conversations]
+    with tempfile.TemporaryDirectory() as scratch:  # nothing is saved there: the model is saved by the caller
+        args = TrainingArguments(
+            output_dir=scratch,
+            save_strategy="no",
+            report_to="none",
+            dataloader_pin_memory=torch.cuda.is_available(),
+            **training,
+        )
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True)  # pads labels with -100
+        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator)
+        trainer.train()
+    return trainer.state.log_history
+
+
+def _story_tokens(tokenizer, conversation: list[dict]) -> dict:
+    ids = tokenizer.apply_chat_template(conversation, tokenize=True)["input_ids"]
+    system = [m for m in conversation if m["role"] == "system"]
+    masked = len(tokenizer.apply_chat_template(system, tokenize=True)["input_ids"]) if system else 0
+    return {"input_ids": ids, "labels": [-100] * masked + ids[masked:]}
+
+
+def build_tiny_model(
+    out: Path, texts: list[str], arch: str = "llama", conversations: list[list[dict]] = (), seed: int = 0
+) -> bool:
+    """Write tokenizer + model to `out`, the model trained on `conversations` if any (llama only), else
+    random; returns False (doing nothing) if the same inputs built it already."""
     import torch
     from transformers import GenerationConfig
 
-    stamp = sha256_bytes(
-        json.dumps([texts, arch, vocab_size, seed, LLAMA_SHAPE, CHAT_TEMPLATE], ensure_ascii=False).encode()
-    )
+    shape = BASE_SHAPE if conversations else LLAMA_SHAPE
+    settings = [arch, VOCAB_SIZE, seed, shape, CHAT_TEMPLATE, PRETRAINING if conversations else None]
+    stamp = sha256_bytes(json.dumps([texts, conversations, settings], ensure_ascii=False).encode())
     stamp_file = out / "troupe_tiny.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text())["stamp"] == stamp:
         return False
     if arch == "gemma4":
         from axolotl.utils.chat_templates import get_chat_template
 
-        tokenizer = train_tokenizer(texts, vocab_size, GEMMA4_TOKENS, get_chat_template("gemma4"))
+        tokenizer = train_tokenizer(texts, VOCAB_SIZE, GEMMA4_TOKENS, get_chat_template("gemma4"))
     else:
-        tokenizer = train_tokenizer(texts, vocab_size)
+        tokenizer = train_tokenizer(texts, VOCAB_SIZE)
     torch.manual_seed(seed)
-    model = gemma4_model(tokenizer) if arch == "gemma4" else llama_model(tokenizer)
+    model = gemma4_model(tokenizer) if arch == "gemma4" else llama_model(tokenizer, shape)
+    log = pretrain(model, tokenizer, list(conversations)) if conversations else []
     model.generation_config = GenerationConfig(**{**_token_ids(tokenizer), "eos_token_id": _stop_ids(tokenizer)})
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    stamp_file.write_text(json_text({"stamp": stamp, "arch": arch, "note": "random-init tiny model built by troupe"}))
+    stamp_file.write_text(json_text({"stamp": stamp, "arch": arch, **_record(model, conversations, log)}))
     return True
+
+
+def _record(model, conversations, log: list[dict]) -> dict:
+    """What the model is, for troupe_tiny.json (no timings: same inputs, same file)."""
+    losses = [round(float(e["loss"]), 4) for e in log if "loss" in e]
+    trained = {"conversations": len(conversations), "steps": PRETRAINING["max_steps"], "loss": losses}
+    return {"parameters": model.num_parameters(), "trained": trained if conversations else None}

@@ -9,6 +9,11 @@ eval/ is written as one unit with a record of the adapter and test split it scor
 test loss/perplexity on the reply tokens, character-level BLEU-4/chrF/ROUGE-L against the
 references, the symptoms the seeds counted by hand (see metrics.py), an offline style score
 (style.py), red-team probes, and merge parity. An LLM judge runs only when TROUPE_JUDGE_URL is set.
+
+Every offline metric is also computed for two controls on the same prompts: the references
+(positive) and lines of other speakers from the prompts (negative); a metric whose controls do not
+separate is marked not informative. Overlap and style are computed on the replies that are neither
+empty nor punctuation only, and a system whose replies mostly are gets "n/a" (metrics.scorable).
 """
 
 import contextlib
@@ -131,35 +136,32 @@ def run_system(model, tokenizer, cases, probes, settings, config, name: str) -> 
 
 
 def score(recipe: Recipe, cases: list[Case], train: list[dict], runs: dict[str, SystemRun]) -> dict:
-    """metrics.json: per system, loss, overlap, symptoms, style, probe leaks; plus merge parity."""
-    references = [c.reference for c in cases]
+    """metrics.json: per system and per control, overlap, symptoms and style (systems add loss and
+    probe leaks); which metrics separate the controls; plus merge parity."""
     chat_train = [{"messages": as_messages(r)} for r in train if "text" not in r]
-    targets = {m["content"] for r in chat_train for m in r["messages"] if m["role"] == "assistant"}
-    names = (
-        set(recipe.spec.character.names)
-        | speakers(chat_train)
-        | speakers([{"messages": c.prompt} for c in cases if isinstance(c.prompt, list)])
+    prompts = [{"messages": c.prompt} for c in cases if isinstance(c.prompt, list)]
+    character = set(recipe.spec.character.names)
+    narrators = frozenset({recipe.spec.dataset.narration_label, recipe.spec.dataset.onscreen_label})
+    negatives = style.other_voices(prompts, character, narrators, len(cases))
+    own, other = style.voices(chat_train, character)
+    style_model = style.train_style(own, [line for line in other if line not in set(negatives)])
+    answers = {"references": [c.reference for c in cases]}
+    answers |= {name: [r.text for r in run.replies] for name, run in runs.items()}
+    answers |= {"other_voices": negatives} if negatives else {}
+    context = Context(
+        cases,
+        {m["content"] for r in chat_train for m in r["messages"] if m["role"] == "assistant"},
+        character | speakers(chat_train) | speakers(prompts),
     )
-    style_model = style.train_style(*style.voices(chat_train, set(recipe.spec.character.names)))
-    systems = {}
-    for name, run in runs.items():
-        texts = [r.text for r in run.replies]
-        symptoms = metrics.symptoms(texts, references, [c.context for c in cases], targets, names)
-        symptoms["template_leak_rate"] = sum(metrics.template_leak(r.raw) is not None for r in run.replies) / max(
-            len(run.replies), 1
-        )
-        systems[name] = {
-            **run.loss,
-            **metrics.overlap(texts, references),
-            **symptoms,
-            "probe_leaks": probe_leaks(run.probes, names),
-            **run.extra,
-        }
+    judged = {name: reply_metrics(texts, context) for name, texts in answers.items()}
+    controls = {name: judged[name] for name in answers if name not in runs}
     result = {
         "test_samples": len(cases),
         "settings": recipe.spec.evaluate.model_dump(mode="json"),
-        "systems": systems,
-        "style": style_report(style_model, runs, references),
+        "systems": {name: {**run.loss, **judged[name], **run_leaks(run, context.names)} for name, run in runs.items()},
+        "controls": controls,
+        "informative": informative(controls),
+        "style": style_report(style_model, answers),
     }
     if "merged" in runs:
         pairs = zip(runs["adapter"].replies, runs["merged"].replies, strict=True)
@@ -168,6 +170,47 @@ def score(recipe: Recipe, cases: list[Case], train: list[dict], runs: dict[str, 
             "max_logit_diff": runs["merged"].extra["max_logit_diff"],
         }
     return result
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every set of replies is scored against."""
+
+    cases: list[Case]
+    targets: set[str]  # the training replies (a reply equal to one is memorised)
+    names: set[str]  # every speaker (a reply opening with one has a role prefix)
+
+
+def reply_metrics(texts: list[str], context: Context) -> dict:
+    """Symptoms on every reply; overlap with the references on the scorable ones only (None when the
+    replies are mostly degenerate), with how many were scored and why not."""
+    references = [c.reference for c in context.cases]
+    kept, why = metrics.scorable(texts)
+    scored = (
+        dict.fromkeys(("bleu4", "chrf", "rouge_l"))
+        if why
+        else metrics.overlap([texts[i] for i in kept], [references[i] for i in kept])
+    )
+    symptoms = metrics.symptoms(texts, references, [c.context for c in context.cases], context.targets, context.names)
+    return {**scored, **symptoms, "scored_replies": len(kept), "not_scored": why}
+
+
+def run_leaks(run: SystemRun, names: set[str]) -> dict:
+    """What only a model's run has: chat-template markers in its raw replies, probe leaks, extras."""
+    leaks = sum(metrics.template_leak(r.raw) is not None for r in run.replies) / max(len(run.replies), 1)
+    return {"template_leak_rate": leaks, "probe_leaks": probe_leaks(run.probes, names), **run.extra}
+
+
+def informative(controls: dict) -> dict[str, bool]:
+    """For every number both controls have: whether it separates them (see metrics.separates)."""
+    if len(controls) < 2:
+        return {}
+    positive, negative = controls["references"], controls["other_voices"]
+    return {
+        key: metrics.separates(value, negative[key])
+        for key, value in positive.items()
+        if isinstance(value, int | float) and isinstance(negative.get(key), int | float) and key != "replies"
+    }
 
 
 def speakers(records: list[dict]) -> set[str]:
@@ -191,19 +234,32 @@ def probe_leaks(replies: list[Reply], names: set[str]) -> dict:
     }
 
 
-def style_report(model: style.StyleModel | None, runs: dict[str, SystemRun], references: list[str]) -> dict:
+def style_report(model: style.StyleModel | None, answers: dict[str, list[str]]) -> dict:
+    """P(character) per system and control on its scorable replies (n/a when mostly degenerate), the
+    paired adapter − base difference on the prompts both answered, and whether the controls separate."""
     if model is None:
         return {"available": False, "why": f"fewer than {style.MIN_LINES} lines of the character or of other voices"}
-    scores = {name: model.scores([r.text for r in run.replies]) for name, run in runs.items()}
-    scores["references"] = model.scores(references)
-    report = {
-        "available": True,
-        "held_out_accuracy": model.held_out_accuracy,
-        "lines": model.lines,
-        "systems": {name: style.bootstrap_mean(values) for name, values in scores.items()},
+    values = {name: _style_values(model, texts) for name, texts in answers.items()}
+    systems = {
+        name: style.bootstrap_mean(list(by_item.values())) if not why else {"mean": None, "n": 0, "why": why}
+        for name, (by_item, why) in values.items()
     }
-    report["adapter_minus_base"] = style.bootstrap_difference(scores["adapter"], scores["base"])
+    report = {"available": True, "held_out_accuracy": model.held_out_accuracy, "lines": model.lines, "systems": systems}
+    (after, why_after), (before, why_before) = values["adapter"], values["base"]
+    both = sorted(set(after) & set(before))
+    report["adapter_minus_base"] = (
+        style.bootstrap_difference([after[i] for i in both], [before[i] for i in both])
+        if both
+        else {"mean": None, "n": 0, "why": why_after or why_before}
+    )
+    low, high = systems["references"].get("low"), systems.get("other_voices", {}).get("high")
+    report["informative"] = None not in (low, high) and low > high  # the controls' intervals do not overlap
     return report
+
+
+def _style_values(model: style.StyleModel, texts: list[str]) -> tuple[dict[int, float], str | None]:
+    kept, why = metrics.scorable(texts)
+    return ({} if why else dict(zip(kept, model.scores([texts[i] for i in kept]), strict=True))), why
 
 
 def write_outputs(recipe: Recipe, cases, probes, runs: dict[str, SystemRun], scores: dict, out: Path) -> Path:

@@ -172,13 +172,14 @@ def _padded(batch, pad_id: int, device):
 
 
 def generate(model, tokenizer, prompts: list[str], settings: Evaluate, stop_ids: list[int], desc: str) -> list[Reply]:
-    """Replies to rendered prompts, batched with left padding; greedy unless the recipe samples."""
+    """Replies to rendered prompts, batched with left padding; greedy unless the recipe samples (seeded)."""
     import torch
 
     tokenizer.padding_side = "left"
     sampling = (
         dict(do_sample=True, temperature=settings.temperature, top_p=settings.top_p) if settings.do_sample else {}
     )
+    torch.manual_seed(settings.seed)  # every system samples from the same random stream
     replies = []
     for start in tqdm(range(0, len(prompts), settings.batch_size), desc=desc):
         batch = tokenizer(

@@ -4,6 +4,9 @@ Overlap (character level, right for Chinese): BLEU-4 and chrF from sacrebleu, RO
 common subsequence. Symptoms, as the seeds counted them by hand: empty, punctuation-only and
 very short replies, length against the references, the most repeated replies, distinct-1/2, replies
 that copy a context line or a training target, role-prefix, chat-template and AI-identity leaks.
+
+No score for degenerate output: overlap and style are computed on the replies that are neither
+empty nor punctuation only (`scorable`), and not at all ("n/a") when those are most of them.
 """
 
 import re
@@ -12,6 +15,8 @@ from collections import Counter
 from troupe.dataset import is_punctuation_only
 
 SHORT_REPLY_CHARS = 4
+MAX_DEGENERATE = 0.5  # more empty/punctuation-only replies than this share: the system is not scored
+SEPARATION = 0.1  # controls closer than this (share of the larger value, at least 1) do not separate
 AI_IDENTITY = re.compile(
     r"作为(一个|一名)?(AI|人工智能|语言模型|AI助手)|我是(一个)?(AI|人工智能|语言模型)|语言模型|人工智能助手|"
     r"\bas an? (AI|artificial intelligence|language model)\b|\b(large )?language model\b|"
@@ -41,6 +46,22 @@ def is_cjk_text(texts: list[str]) -> bool:
     letters = [ch for text in texts for ch in text if ch.isalpha()]
     cjk = sum("\u3400" <= ch <= "\u9fff" or "\u3040" <= ch <= "\u30ff" for ch in letters)
     return bool(letters) and cjk / len(letters) >= 0.3
+
+
+def scorable(replies: list[str]) -> tuple[list[int], str | None]:
+    """Indices of the replies worth scoring (not empty, not punctuation only), and why the system
+    gets no score at all when they are too few (None when it is scored)."""
+    kept = [i for i, reply in enumerate(replies) if reply and not is_punctuation_only(reply)]
+    degenerate = len(replies) - len(kept)
+    if not replies or degenerate > MAX_DEGENERATE * len(replies):
+        return kept, f"{degenerate} of {len(replies)} replies are empty or punctuation only"
+    return kept, None
+
+
+def separates(positive: float, negative: float) -> bool:
+    """Whether a metric tells the positive control from the negative one on this data: by more than 10%
+    of the larger value, and by more than 0.1 for shares and scores up to 1 (one reply in 61 is not)."""
+    return abs(positive - negative) > SEPARATION * max(abs(positive), abs(negative), 1.0)
 
 
 def overlap(replies: list[str], references: list[str]) -> dict:

@@ -27,39 +27,90 @@ SUMMARY_ROWS = [
     ("AI-identity leaks", "ai_identity_rate", "{:.0%}"),
 ]
 SAMPLES_SHOWN = 20
+CONTROL_TITLES = {"references": "references (+)", "other_voices": "other voices (−)"}
 
 
 def cell(value, fmt: str) -> str:
+    """A formatted number; "n/a" where a metric was withheld (None), "-" where it does not apply."""
+    if value is None:
+        return "n/a"
     return fmt.format(value) if isinstance(value, int | float) else "-"
 
 
-def summary_rows(scores: dict) -> list[tuple[str, list[str]]]:
-    """(label, one formatted value per system) for the headline numbers, style included."""
-    names = list(scores["systems"])
-    rows = [(label, [cell(scores["systems"][n].get(key), fmt) for n in names]) for label, key, fmt in SUMMARY_ROWS]
-    if scores["style"]["available"]:
-        styled = scores["style"]["systems"]
-        rows.append(
-            (
-                "style P(character)",
-                [f"{styled[n]['mean']:.2f} [{styled[n]['low']:.2f}, {styled[n]['high']:.2f}]" for n in names],
-            )
-        )
+def columns(scores: dict) -> list[str]:
+    """Each system between the controls: references, base, adapter[, merged], other voices."""
+    controls = scores.get("controls", {})
+    positive = ["references"] if "references" in controls else []
+    return [*positive, *scores["systems"], *(name for name in controls if name != "references")]
+
+
+def title(name: str) -> str:
+    return CONTROL_TITLES.get(name, name)
+
+
+def style_cell(entry: dict | None) -> str:
+    """P(character) with its interval; "n/a" when withheld; no interval when every value was the same."""
+    if not entry or entry.get("mean") is None:
+        return "n/a"
+    if entry.get("low") is None:
+        return f"{entry['mean']:.2f} (no interval)"
+    return f"{entry['mean']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]"
+
+
+def _separation(flag) -> str:
+    return "" if flag is None else "yes" if flag else "no"
+
+
+def summary_rows(scores: dict, keys: set[str] | None = None) -> list[tuple[str, dict[str, str], str]]:
+    """(label, {column: formatted value}, whether the controls separate) for the headline numbers,
+    the scored-reply counts and the style score; `keys` keeps only some of them (troupe compare)."""
+    names = columns(scores)
+    entries = {n: scores["systems"].get(n) or scores["controls"][n] for n in names}
+    separates = scores.get("informative", {})
+    chosen = [row for row in SUMMARY_ROWS if keys is None or row[1] in keys]
+    rows = [
+        (label, {n: cell(entries[n].get(key, ""), fmt) for n in names}, _separation(separates.get(key)))
+        for label, key, fmt in chosen
+    ]
+    scored = {n: f"{entries[n].get('scored_replies', '-')}/{entries[n].get('replies', '-')}" for n in names}
+    rows.append(("scored replies", scored, ""))
+    styled = scores["style"]
+    if styled["available"]:
+        values = {n: style_cell(styled["systems"].get(n)) for n in names}
+        rows.append(("style P(character)", values, _separation(styled.get("informative"))))
     return rows
 
 
+def difference_text(diff: dict) -> str:
+    """adapter − base with its interval, or why there is none."""
+    if diff.get("mean") is None:
+        return f"n/a ({diff.get('why')})"
+    interval = "no interval: every difference is the same" if diff["low"] is None else None
+    interval = interval or f"[{diff['low']:+.3f}, {diff['high']:+.3f}]"
+    return f"{diff['mean']:+.3f} {interval} over {diff['n']} prompts"
+
+
 def summary_table(scores: dict) -> str:
-    """A plain table of the headline numbers per system (printed at the end of `make evaluate`)."""
-    names = list(scores["systems"])
-    lines = [f"{'':20}" + "".join(f"{n:>20}" for n in names)]
-    lines += [f"{label:20}" + "".join(f"{v:>20}" for v in values) for label, values in summary_rows(scores)]
-    if scores["style"]["available"]:
-        diff = scores["style"]["adapter_minus_base"]
+    """The headline numbers, each system between the controls (printed at the end of `make evaluate`)."""
+    names, width = columns(scores), 19
+    lines = [f"{'':20}" + "".join(f"{title(n):>{width}}" for n in names) + f"{'informative':>13}"]
+    for label, values, separates in summary_rows(scores):
+        lines.append(f"{label:20}" + "".join(f"{values[n]:>{width}}" for n in names) + f"{separates:>13}")
+    styled = scores["style"]
+    if styled["available"]:
         lines.append(
-            f"style adapter − base: {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] "
-            f"(classifier held-out accuracy {scores['style']['held_out_accuracy']:.0%})"
+            f"style adapter − base: {difference_text(styled['adapter_minus_base'])} "
+            f"(classifier held-out accuracy {styled['held_out_accuracy']:.0%})"
         )
+    lines.append(LEGEND)
     return "\n".join(lines)
+
+
+LEGEND = (
+    "informative: whether the metric separates the references (positive control) from other voices' lines "
+    "on the same prompts (negative control): by over 10% (shares: 10 points; style: 95% intervals apart). "
+    "n/a: mostly empty or punctuation-only replies, not scored."
+)
 
 
 def training_log(adapter_dir: Path) -> list[dict]:
@@ -121,13 +172,13 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
 <h1>{{ character }} — evaluation of <code>{{ slug }}</code></h1>
 <p class="small">{{ test_samples }} test prompts; generation: {{ settings }}</p>
 <h2>Summary</h2>
-<table id="summary"><tr><th></th>{% for n in systems %}<th>{{ n }}</th>{% endfor %}</tr>
-{% for label, values in rows %}<tr><td>{{ label }}</td>
-{% for v in values %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+<table id="summary"><tr><th></th>{% for n in columns %}<th>{{ title(n) }}</th>{% endfor %}<th>informative</th></tr>
+{% for label, values, separates in rows %}<tr><td>{{ label }}</td>
+{% for n in columns %}<td class="num">{{ values[n] }}</td>{% endfor %}<td>{{ separates }}</td></tr>{% endfor %}</table>
+<p class="small">{{ legend }}</p>
 {% if style.available %}<p>Style classifier: held-out accuracy {{ "%.0f%%" % (100 * style.held_out_accuracy) }} on
-{{ style.lines.character }} lines of the character and {{ style.lines.other }} of other voices; references score
-{{ "%.2f" % style.systems.references.mean }}; adapter − base {{ "%+.3f" % style.adapter_minus_base.mean }}
-[{{ "%+.3f" % style.adapter_minus_base.low }}, {{ "%+.3f" % style.adapter_minus_base.high }}].</p>
+{{ style.lines.character }} lines of the character and {{ style.lines.other }} of other voices;
+adapter − base {{ difference }}.</p>
 {% else %}<p>Style score not available: {{ style.why }}.</p>{% endif %}
 {% if parity %}<p>Merge parity: {{ "%.0f%%" % (100 * parity.identical_replies) }} identical greedy replies;
 largest logit difference {{ "%.4g" % parity.max_logit_diff }}.</p>{% endif %}
@@ -168,8 +219,12 @@ def render_report(recipe, cases, runs: dict, scores: dict, transcripts: list[dic
             test_samples=scores["test_samples"],
             settings=scores["settings"],
             systems=list(scores["systems"]),
+            columns=columns(scores),
+            title=title,
             rows=summary_rows(scores),
+            legend=LEGEND,
             style=scores["style"],
+            difference=difference_text(scores["style"]["adapter_minus_base"]) if scores["style"]["available"] else "",
             parity=scores.get("merge_parity"),
             judge=json.dumps(scores.get("judge"), ensure_ascii=False, indent=2) if scores.get("judge") else None,
             curves=loss_curves(training_log(recipe.layout.adapter_dir)),
@@ -193,19 +248,21 @@ HEADLINE_KEYS = {
     "short_rate",
     "distinct_2",
 }
-HEADLINES = [row for row in SUMMARY_ROWS if row[1] in HEADLINE_KEYS]  # the summary's rows, fewer of them
 
 
 def compare_table(runs: dict[str, dict]) -> str:
-    """Headline numbers of the adapter system across runs (`troupe compare`), one row per run."""
-    header = f"{'run':24}" + "".join(f"{label:>18}" for label, _, _ in HEADLINES) + f"{'style':>8}"
-    lines = [header]
+    """The summary's headline rows for several runs (`troupe compare`): one line per run and column
+    (the controls, base, adapter…), then whether each metric separates the controls."""
+    first = next(iter(runs.values()))
+    labels = [label for label, _, _ in summary_rows(first, HEADLINE_KEYS)]
+    widths = [max(10, len(label) + 2) for label in labels[:-1]] + [20]
+    lines = [f"{'run':24}{'system':18}" + "".join(f"{label:>{w}}" for label, w in zip(labels, widths, strict=True))]
     for name, scores in runs.items():
-        adapter = scores["systems"]["adapter"]
-        styled = scores["style"]["systems"]["adapter"]["mean"] if scores["style"]["available"] else None
-        lines.append(
-            f"{name:24}"
-            + "".join(f"{cell(adapter.get(k), f):>18}" for _, k, f in HEADLINES)
-            + f"{cell(styled, '{:.2f}'):>8}"
-        )
+        rows = summary_rows(scores, HEADLINE_KEYS)
+        lines += [_line(name, title(c), [values[c] for _, values, _ in rows], widths) for c in columns(scores)]
+        lines.append(_line(name, "informative", [flag or "-" for _, _, flag in rows], widths))
     return "\n".join(lines)
+
+
+def _line(run: str, system: str, cells: list[str], widths: list[int]) -> str:
+    return f"{run:24}{system:18}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))

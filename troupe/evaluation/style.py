@@ -5,7 +5,11 @@ trained on the train split only — the character's replies against the other vo
 data (other speakers' context lines, or the user turns where there are none). Its held-out accuracy
 says how far to trust it. Each system's score is the mean probability that its replies are the
 character's, with a bootstrap 95% interval; the adapter − base difference is bootstrapped over the
-same prompts (paired).
+same prompts (paired). Identical values have no interval: resampling them proves nothing.
+
+Two controls show whether the classifier can tell the character at all on this data: the
+references (positive) and other voices' lines from the same test prompts (negative, see
+`other_voices`), which are kept out of the classifier's training lines.
 """
 
 import random
@@ -28,8 +32,9 @@ class StyleModel:
         return [float(p[column]) for p in self.classifier.predict_proba(replies)]
 
 
-def voices(records: list[dict], names: set[str]) -> tuple[list[str], list[str]]:
-    """(the character's lines, other voices' lines) from dataset records (messages layout)."""
+def voices(records: list[dict], names: set[str], skip: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """(the character's lines, other voices' lines) from dataset records (messages layout); context
+    lines of the `skip` speakers (e.g. narration) are left out."""
     character, other = [], []
     for record in records:
         for message in record["messages"]:
@@ -39,7 +44,7 @@ def voices(records: list[dict], names: set[str]) -> tuple[list[str], list[str]]:
                 lines = context_lines(message["content"])
                 if lines:
                     character += [text for speaker, text in lines if speaker in names]
-                    other += [text for speaker, text in lines if speaker not in names]
+                    other += [text for speaker, text in lines if speaker not in names | skip]
                 else:
                     other.append(message["content"])
     return [x for x in character if x], [x for x in other if x]
@@ -71,15 +76,23 @@ def train_style(character: list[str], other: list[str], seed: int = 0) -> StyleM
     )
 
 
+def other_voices(records: list[dict], names: set[str], narrators: frozenset[str], count: int) -> list[str]:
+    """The negative control: `count` lines spoken by others in the test prompts themselves (other
+    speakers' context lines, narration left out; or the user turns), distinct, drawn with a fixed
+    seed; [] when there are none."""
+    pool = sorted(set(voices(records, names, narrators)[1]))
+    random.Random(0).shuffle(pool)
+    return [pool[i % len(pool)] for i in range(count)] if pool else []
+
+
 def bootstrap_mean(values: list[float], samples: int = 2000, seed: int = 0) -> dict:
-    """Mean with a percentile bootstrap 95% interval."""
+    """Mean with a percentile bootstrap 95% interval (low/high None when every value is the same)."""
+    mean = sum(values) / len(values)
+    if len(set(values)) < 2:
+        return {"mean": mean, "low": None, "high": None, "n": len(values)}
     rng = random.Random(seed)
     means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(samples))
-    return {
-        "mean": sum(values) / len(values),
-        "low": means[int(0.025 * samples)],
-        "high": means[int(0.975 * samples) - 1],
-    }
+    return {"mean": mean, "low": means[int(0.025 * samples)], "high": means[int(0.975 * samples) - 1], "n": len(values)}
 
 
 def bootstrap_difference(after: list[float], before: list[float], samples: int = 2000, seed: int = 0) -> dict:
