@@ -149,3 +149,15 @@ def test_dataset_entries_must_read_what_the_builder_writes(project, capsys):
     out = capsys.readouterr().err
     assert not re.search(r"yaml: datasets\[0\]\.(field_messages|message_property|message_field)", out)
     assert "yaml: test_datasets[0].field_messages" in out
+
+
+def test_convert_checks_the_data_half_without_importing_axolotl(project):
+    """`convert`, `speakers` and `discover` need no Axolotl: its import alone takes seconds."""
+    script = (
+        "import sys\nfrom troupe.cli import main\n"
+        "assert main(['convert', 'demo']) == 0\n"
+        "print('axolotl imported' if any(m.startswith('axolotl') for m in sys.modules) else 'no axolotl')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("no axolotl")
