@@ -1,11 +1,17 @@
 """Shared fixtures: a throwaway project root (recipes copied in) so tests never write into the repo."""
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The suite runs on several xdist workers at once: each gets its share of the cores for torch (and for
+# every process it starts), instead of every worker spinning threads on all of them.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
 
 @pytest.fixture

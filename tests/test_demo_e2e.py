@@ -189,6 +189,7 @@ def test_manifest_reports_leakage_between_splits(demo):
 SCENE = [  # replies over 40 characters stay in the scene as context, untrained
     "troupe.dataset.builder=scene",
     "troupe.dataset.max_chars=40",
+    "sequence_len=4096",  # whole scenes: none longer than this, so Axolotl drops none of them
     "datasets.0.message_field_training=train",
     "test_datasets.0.message_field_training=train",
 ]

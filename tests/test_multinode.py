@@ -11,6 +11,7 @@ Every wait is bounded and every process started here is killed at the end, whate
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from helpers import REPO, troupe
 from safetensors.torch import load_file
 
@@ -34,7 +36,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("built")
     shutil.copytree(REPO / "recipes", root / "recipes")
     troupe("convert", "demo", root=root)
-    troupe("tiny-model", root=root)
+    troupe("tiny-model", "--untrained", root=root)  # random weights: these tests check plumbing, not learning
     troupe("preprocess", "demo", root=root)
     return root
 
@@ -112,8 +114,12 @@ def test_identical_nodes_agree_then_train_two_steps_together(nodes):
     # the trainer state comes from global rank 0 only; on one host c10d ranks the agents by process id
     (state_file,) = [path for path in (node0 / STATE, node1 / STATE) if path.is_file()]
     state = json.loads(state_file.read_text(encoding="utf-8"))
-    # each node reads its half: 84 samples / (4 per step × 2 nodes) = 11 steps per epoch (21 on one node)
-    assert state["global_step"] == 2 and state["epoch"] == pytest.approx(2 / 11)
+    # each node reads its half: a step takes micro_batch_size samples on each of the 2 nodes
+    samples = json.loads((nodes[0] / "datasets" / "demo" / "manifest.json").read_text())["counts"]["train"]
+    recipe = yaml.safe_load((nodes[0] / "recipes" / "demo.yaml").read_text(encoding="utf-8"))
+    per_step = recipe["micro_batch_size"] * recipe["gradient_accumulation_steps"] * 2
+    steps_per_epoch = math.ceil(samples / per_step)  # the demo: 207 / (8 × 1 × 2) → 13 (26 on one node)
+    assert state["global_step"] == 2 and state["epoch"] == pytest.approx(2 / steps_per_epoch)
     weights = [load_file(folder / "adapter_model.safetensors") for folder in (node0, node1)]
     assert weights[0].keys() == weights[1].keys()
     assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])  # gradients averaged across nodes
