@@ -19,6 +19,17 @@ def troupe(*args: str, root: Path, check: bool = True) -> subprocess.CompletedPr
     return done
 
 
+def plumbing_project(root: Path) -> Path:
+    """A project at `root` with the repository's recipes, the demo dataset converted and a tiny model
+    with random weights (for tests of the pipeline's plumbing, not of learning)."""
+    import shutil
+
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    troupe("convert", "demo", root=root)
+    troupe("tiny-model", "--untrained", root=root)
+    return root
+
+
 def trained_spans(input_ids: list[int], labels: list[int]) -> list[list[int]]:
     """The runs of consecutive trained positions (label != -100), as token ids."""
     spans, current = [], []

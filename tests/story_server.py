@@ -14,6 +14,12 @@ from collections import Counter, defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+READER = "https://050644zf.github.io/ArknightsStoryTextReader/#/zh_CN/content?f="  # how users link a story
+DEMO_STORIES = {  # story path on the mirror → the demo's file in recipes/demo/
+    "obt/main/level_demo_01": "level_demo_01.json",
+    "obt/main/level_demo_02": "level_demo_02.json",
+    "activities/a900/level_demo_03": "level_demo_03.json",
+}
 FAULTS = ("500", "429", "404", "timeout", "truncate", "garbage", "wait_an_hour", "dribble", "huge", "redirect")
 
 
@@ -123,3 +129,15 @@ class StoryServer:
                 self.end_headers()
 
         return Handler
+
+
+def serve_demo_stories(folder: Path, replace: tuple[str, str] = ("", "")) -> Path:
+    """The demo's stories laid out like ArknightsStoryJson under `folder`, optionally with one phrase
+    changed (an upstream edit)."""
+    demo = Path(__file__).resolve().parent.parent / "recipes" / "demo"
+    for story, name in DEMO_STORIES.items():
+        target = folder / f"zh_CN/gamedata/story/{story}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = (demo / name).read_text(encoding="utf-8")
+        target.write_text(text.replace(*replace) if replace[0] else text, encoding="utf-8")
+    return folder

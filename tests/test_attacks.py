@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from story_server import StoryServer
+from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
 
 from troupe.errors import TroupeError
 from troupe.evaluation.judge import Judge
 
 REPO = Path(__file__).resolve().parent.parent
-READER = "https://050644zf.github.io/ArknightsStoryTextReader/#/zh_CN/content?f="
-DEMO_STORIES = {
-    "obt/main/level_demo_01": "level_demo_01.json",
-    "obt/main/level_demo_02": "level_demo_02.json",
-    "activities/a900/level_demo_03": "level_demo_03.json",
-}
 
 
 def cli(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -194,16 +188,6 @@ def test_keys_a_denylist_missed_are_refused_by_check_and_import(project, tmp_pat
 # ---- downloads ----------------------------------------------------------------------------------
 
 
-def served_folder(folder: Path, replace: tuple[str, str] = ("", "")) -> Path:
-    """The demo story laid out like ArknightsStoryJson, optionally with one phrase changed."""
-    for story, name in DEMO_STORIES.items():
-        target = folder / f"zh_CN/gamedata/story/{story}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = (REPO / "recipes" / "demo" / name).read_text(encoding="utf-8")
-        target.write_text(text.replace(*replace) if replace[0] else text, encoding="utf-8")
-    return folder
-
-
 def linked_recipe(root: Path, slug: str, base_url: str, stories=DEMO_STORIES, **source) -> None:
     """recipes/<slug>.yaml: the demo recipe downloading its stories from `base_url`."""
     data = yaml.safe_load((REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8"))
@@ -221,8 +205,8 @@ def cached_stories(root: Path) -> list[Path]:
 
 
 def test_two_mirrors_never_share_cached_stories(project, tmp_path):
-    honest = served_folder(tmp_path / "honest")
-    poisoned = served_folder(tmp_path / "poisoned", ("那就用我的。", "那就听我的，把钥匙交出来。"))
+    honest = serve_demo_stories(tmp_path / "honest")
+    poisoned = serve_demo_stories(tmp_path / "poisoned", ("那就用我的。", "那就听我的，把钥匙交出来。"))
     with StoryServer(honest) as first, StoryServer(poisoned) as second:
         linked_recipe(project, "honest", first.base_url)
         linked_recipe(project, "mirror", second.base_url)
@@ -243,7 +227,7 @@ def test_two_mirrors_never_share_cached_stories(project, tmp_path):
     ],
 )
 def test_a_hostile_server_costs_one_request_and_bounded_time(project, tmp_path, fault, source, words, seconds):
-    with StoryServer(served_folder(tmp_path / "served")) as server:
+    with StoryServer(serve_demo_stories(tmp_path / "served")) as server:
         linked_recipe(project, "ark", server.base_url, **source)
         server.inject(story_path("obt/main/level_demo_02"), fault)
         started = time.monotonic()
@@ -255,8 +239,8 @@ def test_a_hostile_server_costs_one_request_and_bounded_time(project, tmp_path, 
 
 def test_a_redirect_to_another_origin_is_refused(project, tmp_path):
     with (
-        StoryServer(served_folder(tmp_path / "b")) as other,
-        StoryServer(served_folder(tmp_path / "a"), redirect_to=other.base_url) as server,
+        StoryServer(serve_demo_stories(tmp_path / "b")) as other,
+        StoryServer(serve_demo_stories(tmp_path / "a"), redirect_to=other.base_url) as server,
     ):
         linked_recipe(project, "ark", server.base_url)
         server.inject(story_path("obt/main/level_demo_02"), "redirect")
@@ -265,7 +249,7 @@ def test_a_redirect_to_another_origin_is_refused(project, tmp_path):
 
 
 def test_a_failing_link_costs_exactly_its_attempts(project, tmp_path):
-    with StoryServer(served_folder(tmp_path / "served")) as server:
+    with StoryServer(serve_demo_stories(tmp_path / "served")) as server:
         linked_recipe(project, "ark", server.base_url, retries=3)
         server.inject(story_path("obt/main/level_demo_02"), *["500"] * 20)
         refused(cli(project, "convert", "ark"), "HTTP 500")
@@ -273,7 +257,7 @@ def test_a_failing_link_costs_exactly_its_attempts(project, tmp_path):
 
 
 def test_ctrl_c_stops_the_pool_within_seconds_and_the_cache_stays_whole(project, tmp_path):
-    folder = served_folder(tmp_path / "served")
+    folder = serve_demo_stories(tmp_path / "served")
     stories = {}
     for n in range(40):  # 40 copies of one story, two seconds per answer, four workers
         stories[f"obt/main/copy_{n:02d}"] = None

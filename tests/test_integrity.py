@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, troupe
+from helpers import REPO, plumbing_project, troupe
 
 from troupe import dataset, provenance
 from troupe.errors import TroupeError
@@ -25,10 +25,7 @@ QUICK = ["max_steps=4", "eval_steps=2", "save_steps=2", "warmup_steps=0"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The demo converted, its tiny model built, and one adapter trained and merged."""
-    root = tmp_path_factory.mktemp("integrity")
-    shutil.copytree(REPO / "recipes", root / "recipes")
-    troupe("convert", "demo", root=root)
-    troupe("tiny-model", "--untrained", root=root)  # random weights: these tests check plumbing, not learning
+    root = plumbing_project(tmp_path_factory.mktemp("integrity"))
     troupe("train", "demo", *QUICK, root=root)
     troupe("merge", "demo", root=root)
     return root

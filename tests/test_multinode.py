@@ -21,7 +21,7 @@ import sys
 
 import pytest
 import yaml
-from helpers import REPO, troupe
+from helpers import plumbing_project, troupe
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -33,10 +33,7 @@ LIMIT_S = 240  # per pair of nodes; the training pair takes 60 to 130 s on 2 sha
 def built(tmp_path_factory):
     """A project with the demo dataset, tiny model and tokenised cache, built once (a node without the
     cache would tokenise before its preflight; here both have it, to keep the test short)."""
-    root = tmp_path_factory.mktemp("built")
-    shutil.copytree(REPO / "recipes", root / "recipes")
-    troupe("convert", "demo", root=root)
-    troupe("tiny-model", "--untrained", root=root)  # random weights: these tests check plumbing, not learning
+    root = plumbing_project(tmp_path_factory.mktemp("built"))
     troupe("preprocess", "demo", root=root)
     return root
 

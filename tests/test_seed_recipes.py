@@ -2,11 +2,10 @@
 turns carry labels) → 2 training steps → adapter written. `yoda` starts from `leprechaun`'s adapter."""
 
 import json
-import shutil
 
 import pytest
 import yaml
-from helpers import REPO, prepared_rows, trained_spans, troupe
+from helpers import plumbing_project, prepared_rows, trained_spans, troupe
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -29,11 +28,7 @@ CHAT_RECIPES = ["elderly_companion", "sherlock", "sherlock_qlora"]  # leprechaun
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("seeds")
-    shutil.copytree(REPO / "recipes", root / "recipes")
-    troupe("convert", "demo", root=root)
-    troupe("tiny-model", "--untrained", root=root)  # random weights: these tests check plumbing, not learning
-    return root
+    return plumbing_project(tmp_path_factory.mktemp("seeds"))
 
 
 def records(root, slug: str, split: str) -> list[dict]:
@@ -85,9 +80,10 @@ def test_yoda_trains_leprechaun_first_and_starts_from_its_adapter(root):
     troupe("train", "yoda", *TINY, "learning_rate=0", root=root)
     yoda = adapter(root, "yoda")
     assert yoda.keys() == leprechaun.keys() and all((yoda[k] == leprechaun[k]).all() for k in yoda)
-    assert yaml.safe_load((root / "outputs" / "yoda" / "adapter" / "train.resolved.yaml").read_text())[
-        "lora_model_dir"
-    ] == "outputs/leprechaun/adapter"
+    assert (
+        yaml.safe_load((root / "outputs" / "yoda" / "adapter" / "train.resolved.yaml").read_text())["lora_model_dir"]
+        == "outputs/leprechaun/adapter"
+    )
     # Without `troupe.after` nothing tells Axolotl to load an adapter: it starts a fresh LoRA.
     troupe("train", "yoda", *TINY, "troupe.after=null", "--dry-run", root=root)
     assert "lora_model_dir" not in yaml.safe_load((root / "outputs" / "yoda" / "train.dry-run.yaml").read_text())

@@ -7,27 +7,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from story_server import StoryServer
+from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
 
 from troupe.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-READER = "https://050644zf.github.io/ArknightsStoryTextReader/#/zh_CN/content?f="
-STORIES = {
-    "obt/main/level_demo_01": "level_demo_01.json",
-    "obt/main/level_demo_02": "level_demo_02.json",
-    "activities/a900/level_demo_03": "level_demo_03.json",
-}
 
 
 @pytest.fixture
 def served(tmp_path) -> Path:
-    folder = tmp_path / "served"
-    for story, name in STORIES.items():
-        target = folder / f"zh_CN/gamedata/story/{story}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "recipes" / "demo" / name, target)
-    return folder
+    return serve_demo_stories(tmp_path / "served")
 
 
 def sharer(root: Path, base_url: str) -> None:
@@ -39,7 +28,7 @@ def sharer(root: Path, base_url: str) -> None:
         f"base_url: {base_url}  # the stories are the links in recipes/fog.urls.txt",
     )
     (root / "recipes" / "fog.yaml").write_text(text, encoding="utf-8")
-    (root / "recipes" / "fog.urls.txt").write_text("".join(f"{READER}{s}\n" for s in STORIES), encoding="utf-8")
+    (root / "recipes" / "fog.urls.txt").write_text("".join(f"{READER}{s}\n" for s in DEMO_STORIES), encoding="utf-8")
 
 
 def run(root: Path, monkeypatch, *args: str) -> int:
