@@ -46,6 +46,15 @@ def test_a_trained_adapter_records_what_it_was_made_from(trained):
     assert not list(folder.glob("checkpoint-*")) and not list((trained / "outputs" / "demo" / "runs").iterdir())
 
 
+def test_the_same_recipe_trains_the_same_adapter(trained):
+    """`seed` fixes the whole run, the LoRA's initial weights included (Axolotl alone seeds only when
+    it builds the Trainer, after PEFT has drawn them)."""
+    before = adapter_sha(trained)
+    troupe("train", "demo", *QUICK, root=trained)
+    assert adapter_sha(trained) == before
+    assert provenance.model_to_load(load_recipe("demo", root=trained).layout).kind == "merged"  # still current
+
+
 def test_ctrl_c_during_training_keeps_the_previous_adapter(trained):
     before = adapter_sha(trained)
     env = {**os.environ, "TROUPE_ROOT": str(trained)}

@@ -4,7 +4,7 @@ import yaml
 
 from troupe.launch import Launch
 from troupe.recipe import load_recipe
-from troupe.render import CPU_SAFE, prepared_path, resolve, resolved_yaml, run_env, write_resolved
+from troupe.render import CPU_SAFE, SEED_PLUGIN, prepared_path, resolve, resolved_yaml, run_env, write_resolved
 
 
 def manifest_with(train_sha: str) -> dict:
@@ -20,12 +20,19 @@ def test_troupe_block_is_stripped_and_the_paths_come_from_the_slug(project):
     assert resolve(load_recipe("yoda"), cuda=True).config["lora_model_dir"] == "outputs/leprechaun/adapter"
 
 
+def test_every_adapter_run_is_seeded_before_its_lora_is_drawn(project):
+    liger = "axolotl.integrations.liger.LigerPlugin"
+    assert resolve(load_recipe("demo"), cuda=False).config["plugins"] == [SEED_PLUGIN]
+    assert resolve(load_recipe("kaltsit", [f"plugins=[{liger}]"]), cuda=True).config["plugins"] == [liger, SEED_PLUGIN]
+    assert "plugins" not in resolve(load_recipe("demo", ["adapter=null"]), cuda=False).config  # full fine-tuning
+
+
 def test_cpu_forces_safe_settings_and_says_so_in_one_line(project):
     recipe = load_recipe("kaltsit", ["plugins=[axolotl.integrations.liger.LigerPlugin]", "liger_rms_norm=true"])
     resolved = resolve(recipe, cuda=False)
     for key, value in CPU_SAFE.items():
         assert resolved.config[key] == value
-    assert resolved.config["plugins"] is None and resolved.config["liger_rms_norm"] is False
+    assert resolved.config["plugins"] == [SEED_PLUGIN] and resolved.config["liger_rms_norm"] is False
     (note,) = resolved.notes
     assert note.startswith("no CUDA device: CPU-safe settings applied") and "bf16 True → False" in note
     assert "LigerPlugin" in note

@@ -6,6 +6,8 @@
 What troupe changes, and why:
 - Every path comes from the slug (troupe.layout): the dataset entries read datasets/<slug>/, the
   output goes under outputs/<slug>/, a two-stage recipe starts from its first stage's adapter.
+- Every adapter run gets troupe's Axolotl plugin (troupe/axolotl_plugin.py), which seeds before the
+  LoRA's initial weights are drawn: the same recipe trains the same adapter.
 - `dataset_prepared_path` is keyed on the dataset manifest's sha256: Axolotl's own cache key ignores
   file contents, so a rebuilt dataset would otherwise train on the stale tokenised copy.
 - With no CUDA device, GPU-only settings are turned off (Axolotl's LoRA kernels, bf16/fp16,
@@ -43,6 +45,7 @@ CPU_SAFE = {
     "torch_compile": False,
 }
 GPU_ONLY_PLUGIN_WORDS = ("liger", "cut_cross_entropy")
+SEED_PLUGIN = "troupe.axolotl_plugin.SeedBeforeLoRA"  # seeds before PEFT draws a new LoRA's weights
 PARALLEL_DIR = Path(__file__).resolve().parent.parent / "configs" / "parallel"
 
 
@@ -114,6 +117,13 @@ def with_layout_paths(recipe: Recipe, config: dict) -> None:
         config["lora_model_dir"] = layout.rel(first.layout.adapter_dir)  # start from its adapter
 
 
+def with_seeded_adapter(config: dict) -> None:
+    """troupe's plugin in the config of every adapter run: without it, the adapter's initial weights
+    (and so the trained adapter) change from run to run whatever `seed` says (troupe/axolotl_plugin.py)."""
+    if config.get("adapter"):
+        config["plugins"] = [*(p for p in config.get("plugins") or [] if p != SEED_PLUGIN), SEED_PLUGIN]
+
+
 def cpu_adjustments(config: dict) -> list[str]:
     """Turn off what needs a GPU; returns what the recipe had set otherwise, as 'key old → new'."""
     changed = [
@@ -155,6 +165,7 @@ def resolve(
     if parallel:
         config.update(parallel_settings(parallel, recipe.root))
     with_layout_paths(recipe, config)
+    with_seeded_adapter(config)
     notes = []
     if manifest:
         config["dataset_prepared_path"] = prepared_path(recipe, manifest)
