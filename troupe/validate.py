@@ -46,7 +46,8 @@ def axolotl_keys(plugins: tuple[str, ...] = ()) -> frozenset[str]:
     from axolotl.integrations.config import merge_input_args
     from axolotl.utils.config import prepare_plugins
 
-    prepare_plugins({"plugins": list(plugins)} if plugins else {})
+    with _axolotl_chatter_muted():
+        prepare_plugins({"plugins": list(plugins)} if plugins else {})
     _, model = merge_input_args() if plugins else (None, _base_input_config())
     return frozenset(_field_names(model))
 
@@ -233,8 +234,8 @@ def axolotl_problems(resolved: Resolved, where: str) -> list[Problem]:
 
     cfg = DictDefault(copy.deepcopy(resolved.config))
     try:
-        prepare_plugins(cfg)
-        with _machine_warnings_muted():
+        with _axolotl_chatter_muted():
+            prepare_plugins(cfg)
             validate_config(cfg, *training_capabilities(resolved))
         return []
     except ValidationError as exc:
@@ -268,9 +269,10 @@ def training_capabilities(resolved: Resolved) -> tuple[dict, dict]:
 
 
 @contextlib.contextmanager
-def _machine_warnings_muted():
-    """Given capabilities, Axolotl's validator warns about the GPU of the machine it runs on, which a
-    dry run may not train on; Axolotl warns again on the machine that trains."""
+def _axolotl_chatter_muted():
+    """Loading plugins, Axolotl logs each one; given capabilities, its validator warns about the GPU of
+    the machine it runs on, which a dry run may not train on. Axolotl says both again on the machine
+    that trains; `check` reports problems, not chatter."""
     logging.disable(logging.WARNING)
     try:
         yield
