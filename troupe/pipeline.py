@@ -9,8 +9,9 @@ succeeded, with a record of what it was made from (troupe.provenance):
   leaves the previous adapter untouched;
 - merge: built in a hidden folder, then outputs/<slug>/merged/ with merge.resolved.yaml and the
   adapter's sha256 in troupe.json.
-`train` runs the earlier steps it needs: the first stage of a two-stage recipe, convert when the
-dataset is missing or stale, and tokenising when the cache for this exact dataset is missing (inside
+`train` runs the earlier steps it needs: the first stage of a two-stage recipe, a packaged base model
+not built yet (troupe.bases), convert when the dataset is missing or stale, and tokenising when the
+cache for this exact dataset is missing (inside
 `axolotl train` on one device; as a separate `axolotl preprocess` first on several GPUs or machines,
 so only one process per machine does it). On several machines the preflight (troupe/preflight.py)
 comes last, right before training: every node has converted and tokenised, and they start training
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from troupe import dataset, evaluation, provenance, validate
+from troupe import bases, dataset, evaluation, provenance, validate
 from troupe import merge as merging
 from troupe.engine import run_axolotl
 from troupe.errors import CheckFailed, TroupeError
@@ -79,6 +80,13 @@ def ensure_dataset(recipe: Recipe) -> None:
         convert(recipe)
 
 
+def ensure_base(recipe: Recipe) -> None:
+    """A base model named as models/<name> with a definition in configs/bases/ is built from its
+    registry package if it is missing or not current (troupe.bases)."""
+    if name := bases.for_base_model(recipe.axolotl.get("base_model"), recipe.root):
+        bases.build(name, recipe.root)
+
+
 def _prepared(recipe: Recipe, parallel: str | None = None, launch: Launch = SINGLE, need_data: bool = True) -> Resolved:
     result = checked(recipe, need_data, parallel, launch)
     for note in result.notes:
@@ -122,6 +130,7 @@ def train(
         check_master(launch)
     checked(recipe, need_data=False, parallel=parallel, launch=launch)  # before anything runs
     _train_first_stage(recipe, launch, parallel)
+    ensure_base(recipe)
     ensure_dataset(recipe)
     result = _prepared(recipe, parallel, launch)
     if launch.nodes > 1:

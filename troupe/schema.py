@@ -87,6 +87,12 @@ class Evaluate(StrictModel):
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test samples")
     probes: list[str] | None = Field(None, description="red-team prompts; default: a set in the data's language")
+    identity_probes: list[str] | None = Field(
+        None, description="questions about who the character is; default: 10 in the data's language"
+    )
+    identity_words: list[str] | None = Field(
+        None, description="words by which a reply answers as the character (any one); default: its names"
+    )
     parity_prompts: int = Field(4, ge=1, description="prompts on which merged and base+adapter logits are compared")
     judge_items: int = Field(20, ge=1, description="test items the optional LLM judge scores (TROUPE_JUDGE_URL)")
     judge_repeats: int = Field(3, ge=1, description="times the judge scores each item")

@@ -19,6 +19,7 @@ exchanges, and says so.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -27,6 +28,8 @@ import time
 import uuid
 
 from troupe import provenance
+from troupe.decoding import character_streamer, decode, utf8_guard
+from troupe.errors import TroupeError
 from troupe.evaluation.generation import load_model, stop_token_ids
 from troupe.layout import model_location
 from troupe.recipe import Recipe
@@ -45,6 +48,7 @@ class Character:
         layout = recipe.layout
         choice, config = provenance.model_to_load(layout), provenance.training_config(layout)
         print(choice.note)
+        self.loaded = "merged" if choice.kind == "merged" else "base + adapter"
         if choice.kind == "merged":
             self.model, self.tokenizer = load_model(str(choice.folder), choice.folder, training=config)
         else:
@@ -54,6 +58,7 @@ class Character:
         self.default_tokens = recipe.spec.evaluate.max_new_tokens
         self.stops = stop_token_ids(self.model, self.tokenizer, config.get("eot_tokens") or [])
         self.context = getattr(self.model.config, "max_position_embeddings", None) or 4096
+        self.guard = utf8_guard(self.tokenizer)  # only whole characters, never U+FFFD (troupe.decoding)
         self.lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
@@ -113,6 +118,7 @@ class Character:
                 eos_token_id=self.stops,
                 pad_token_id=self.tokenizer.pad_token_id,
                 streamer=streamer,
+                logits_processor=self.guard,
                 **sampling,
             )
         return out[0, len(prompt) :].tolist()
@@ -120,7 +126,7 @@ class Character:
     def answer(self, prompt: list[int], tokens: list[int]) -> tuple[str, str, dict]:
         """(text, finish_reason, usage) of a finished generation: "stop" when it ended on a stop
         token, else "length" (out of tokens or of time)."""
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        text = decode(self.tokenizer, tokens).strip()
         usage = {
             "prompt_tokens": len(prompt),
             "completion_tokens": len(tokens),
@@ -170,14 +176,12 @@ class Generation:
     `streamer`), the error it ended with, if any, and `cancel` to stop it."""
 
     def __init__(self, character: Character, prompt: list[int], request, max_tokens: int, max_time: float):
-        from transformers import TextIteratorStreamer
-
         self.tokens: list[int] = []
         self.error: Exception | None = None
         self.cancel = threading.Event()
         self.streamer = None
         if request.stream:
-            self.streamer = TextIteratorStreamer(character.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.streamer = character_streamer(character.tokenizer, skip_special_tokens=True)
         args = (prompt, max_tokens, request.temperature, request.top_p)
         self.thread = threading.Thread(target=self._run, args=(character, args, max_time), daemon=True)
         self.thread.start()
@@ -381,6 +385,26 @@ def _stream(character: Character, job: Generation):
             job.cancel.set()  # reached early only when the client has gone: stop at the next token
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@contextlib.contextmanager
+def running(character: Character, port: int = 0, **limits):
+    """The app on uvicorn in a thread on 127.0.0.1 (port 0: a free one), for as long as the block
+    runs; yields its OpenAI base URL (http://127.0.0.1:<port>/v1)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(character, **limits), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.05)
+    if not server.started:
+        raise TroupeError(f"the server did not start on 127.0.0.1:{port}")
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def serve(recipe: Recipe, port: int) -> None:

