@@ -16,14 +16,17 @@ os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WOR
 # The longest modules first, alternating between the two workers as xdist hands them out (each worker
 # holds two at a time), the short ones after to fill in: no worker runs a 5-minute module alone at the
 # end. Measured cost on 2 workers, s: demo_e2e 400, seed_recipes 330, multinode 145, integrity 260,
-# attacks 100, gemma4_kaltsit 63 (pytest.ini keeps this order: --no-loadscope-reorder).
+# attacks 100, real_model 95, gemma4_kaltsit 63, gemma_tokenizer 48 (pytest.ini keeps this order:
+# --no-loadscope-reorder).
 LONGEST_FIRST = [
     "test_demo_e2e.py",
     "test_seed_recipes.py",
     "test_multinode.py",
     "test_integrity.py",
     "test_attacks.py",
+    "test_real_model.py",
     "test_gemma4_kaltsit.py",
+    "test_gemma_tokenizer.py",
 ]
 
 

@@ -35,8 +35,9 @@ def test_demo_prints_a_summary_with_base_and_adapter_side_by_side(demo):
     lines = summary.splitlines()
     for row in ("reference", "base", "adapter"):  # three test prompts, each with the three replies
         assert sum(line.startswith(f"    {row} ") for line in lines) == 3, row
-    assert sum(line.startswith(("  met ", "  NOT met ")) for line in lines) == 7  # the targets, each judged
-    assert "wall time" in summary
+    assert sum(line.startswith(("  met ", "  NOT met ")) for line in lines) == 8  # the targets, each judged
+    assert "wall time" in summary and "replies with U+FFFD, every system 0 (0)" in summary
+    assert "openai client  你是谁？ → " in summary  # the character answered through the official client
 
 
 def test_dataset_follows_the_output_contract(demo):

@@ -18,6 +18,7 @@ with the same definition and file does nothing. Recipes then name it like any lo
 
 import importlib.util
 import shutil
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
@@ -149,12 +150,7 @@ def _gguf_file(wanted: BaseDefinition, work: Path) -> Path:
 def _convert(gguf: Path, wanted: BaseDefinition, out: Path) -> int:
     """Tokenizer (and model, unless only the tokenizer is kept) in Hugging Face format in `out`;
     returns the parameter count (0 for a tokenizer)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    special = gguf_special_tokens(gguf)
-    for attribute, token in special.items():
-        setattr(tokenizer, attribute, token)
+    tokenizer = gguf_tokenizer(gguf)
     if tokenizer.chat_template is None and wanted.chat_template:
         from axolotl.utils.chat_templates import get_chat_template
 
@@ -165,28 +161,97 @@ def _convert(gguf: Path, wanted: BaseDefinition, out: Path) -> int:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    ids = {
-        f"{attribute[: -len('_token')]}_token_id": tokenizer.convert_tokens_to_ids(t)
-        for attribute, t in special.items()
-    }
-    model.config.update({k: v for k, v in ids.items() if k != "unk_token_id"})
-    model.generation_config.update(**{k: v for k, v in ids.items() if k != "unk_token_id"})
+    ids = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
+    model.config.update(ids)
+    model.generation_config.update(**ids)
     model.save_pretrained(out)
     return model.num_parameters()
 
 
-def gguf_special_tokens(gguf: Path) -> dict[str, str]:
-    """bos/eos/pad/unk as the GGUF's metadata names them (token ids → token text)."""
+@dataclass(frozen=True)
+class GgufVocabulary:
+    """A GGUF's token metadata (read with the `gguf` package)."""
+
+    kind: str  # tokenizer.ggml.model: "gpt2" (byte-level BPE, with merges) or "llama" (SentencePiece)
+    texts: list[str]
+    scores: list[float]
+    types: list[int]  # gguf.TokenType per token
+    special: dict[str, str]  # bos/eos/pad/unk → token text
+    adds: dict[str, bool]  # add_bos_token / add_eos_token, where the metadata says
+
+
+def read_vocabulary(gguf: Path) -> GgufVocabulary:
     from gguf import GGUFReader
 
     reader = GGUFReader(gguf)
-    tokens = reader.fields["tokenizer.ggml.tokens"]
-    found = {}
-    for attribute, key in SPECIAL_TOKENS.items():
-        if key in reader.fields:
-            token_id = int(reader.fields[key].contents())
-            found[attribute] = bytes(tokens.parts[tokens.data[token_id]]).decode("utf-8")
-    return found
+    kind = str(reader.fields["tokenizer.ggml.model"].contents())
+    texts = [_field_text(reader, "tokenizer.ggml.tokens", i) for i in range(_count(reader, "tokenizer.ggml.tokens"))]
+    if kind == "llama":  # SentencePiece writes a space as ▁; GGUF keeps spaces in user-defined pieces
+        texts = [text.replace(" ", "▁") for text in texts]
+    scores = _numbers(reader, "tokenizer.ggml.scores")
+    types = [int(t) for t in _numbers(reader, "tokenizer.ggml.token_type")]
+    special = {
+        attribute: texts[int(reader.fields[key].contents())]
+        for attribute, key in SPECIAL_TOKENS.items()
+        if key in reader.fields
+    }
+    adds = {
+        f"add_{name}_token": bool(reader.fields[f"tokenizer.ggml.add_{name}_token"].contents())
+        for name in ("bos", "eos")
+        if f"tokenizer.ggml.add_{name}_token" in reader.fields
+    }
+    return GgufVocabulary(kind, texts, scores, types, special, adds)
+
+
+def _count(reader, key: str) -> int:
+    return len(reader.fields[key].data)
+
+
+def _field_text(reader, key: str, index: int) -> str:
+    field = reader.fields[key]
+    return bytes(field.parts[field.data[index]]).decode("utf-8", "surrogateescape")
+
+
+def _numbers(reader, key: str) -> list[float]:
+    field = reader.fields.get(key)
+    return [float(field.parts[i][0]) for i in field.data] if field else []
+
+
+def gguf_tokenizer(gguf: Path):
+    """The GGUF's tokenizer as a transformers one, as llama.cpp tokenises: transformers reads it, then
+    - a SentencePiece vocabulary (Gemma, Llama 2) is tokenised by merging the pair whose merged piece
+      scores highest, as llama.cpp and SentencePiece's BPE do (transformers reads it as a unigram
+      model, which splits "user" into "us" + "er"); the merges come from transformers' own
+      `generate_merges`;
+    - tokens typed CONTROL (`<end_of_turn>`, `<|im_end|>`) or USER_DEFINED are matched whole (some
+      are left as plain vocabulary, and `<end_of_turn>` then tokenises as 15 pieces);
+    - bos, eos, pad and unk are the ones the metadata names (SmolLM2's eos comes out as <|im_start|>),
+      and bos/eos are added to a text where it says so (Gemma: bos)."""
+    from gguf import TokenType
+    from tokenizers import AddedToken, models
+    from transformers import AutoTokenizer
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    vocabulary = read_vocabulary(gguf)
+    if vocabulary.kind == "llama" and vocabulary.scores:
+        ids = {text: i for i, text in enumerate(vocabulary.texts)}
+        pieces = zip(vocabulary.texts, vocabulary.scores, vocabulary.types, strict=True)
+        normal = {text: score for text, score, kind in pieces if kind == TokenType.NORMAL}
+        merges = generate_merges(ids, normal)
+        unk = vocabulary.special.get("unk_token")
+        tokenizer.backend_tokenizer.model = models.BPE(ids, merges, unk_token=unk, byte_fallback=True, fuse_unk=True)
+    whole = (TokenType.CONTROL, TokenType.USER_DEFINED)
+    tokenizer.add_tokens(
+        [
+            AddedToken(text, special=kind == TokenType.CONTROL, normalized=kind == TokenType.USER_DEFINED)
+            for text, kind in zip(vocabulary.texts, vocabulary.types, strict=True)
+            if kind in whole
+        ]
+    )
+    for attribute, value in {**vocabulary.special, **vocabulary.adds}.items():
+        setattr(tokenizer, attribute, value)
+    return tokenizer
 
 
 def _record(name: str, wanted: BaseDefinition, parameters: int) -> dict:

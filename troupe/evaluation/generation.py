@@ -140,16 +140,21 @@ def prompt_and_reply_ids(tokenizer, case: Case) -> tuple[list[int], list[int]]:
 
 
 def test_loss(model, tokenizer, cases: list[Case], batch_size: int) -> dict:
-    """Mean cross-entropy over the reply tokens of every test case (prompt tokens masked)."""
+    """Mean cross-entropy over the reply tokens of every test case (prompt tokens masked). Rows are
+    left-padded, so every reply ends the row: the vocabulary projection runs on the reply positions
+    only (`logits_to_keep`), not on every prompt token (a 262k-token vocabulary makes that the
+    largest tensor of the pass)."""
     import torch
 
     total_loss, total_tokens = 0.0, 0
     for start in tqdm(range(0, len(cases), batch_size), desc="test loss", leave=False):
         batch = [prompt_and_reply_ids(tokenizer, c) for c in cases[start : start + batch_size]]
-        inputs, labels, mask = _padded(batch, tokenizer.pad_token_id, model.device)
+        inputs, labels, mask = _left_padded(batch, tokenizer.pad_token_id, model.device)
+        keep = max(len(reply) for _, reply in batch)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            logits = model(input_ids=inputs, attention_mask=mask).logits[:, :-1].float()
-        target = labels[:, 1:]
+            out = model(input_ids=inputs, attention_mask=mask, position_ids=positions, logits_to_keep=keep + 1)
+        logits, target = out.logits[:, -keep - 1 : -1].float(), labels[:, -keep:]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="sum")
         total_loss += nll.item()
         total_tokens += int((target != -100).sum())
@@ -157,7 +162,8 @@ def test_loss(model, tokenizer, cases: list[Case], batch_size: int) -> dict:
     return {"test_loss": loss, "test_perplexity": math.exp(min(loss, 50)), "test_tokens": total_tokens}
 
 
-def _padded(batch, pad_id: int, device):
+def _left_padded(batch, pad_id: int, device):
+    """input ids, labels (the reply's tokens; -100 elsewhere) and attention mask, padded on the left."""
     import torch
 
     width = max(len(p) + len(r) for p, r in batch)
@@ -166,9 +172,9 @@ def _padded(batch, pad_id: int, device):
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, (prompt, reply) in enumerate(batch):
         ids = prompt + reply
-        inputs[row, : len(ids)] = torch.tensor(ids)
-        labels[row, len(prompt) : len(ids)] = torch.tensor(reply)
-        mask[row, : len(ids)] = 1
+        inputs[row, width - len(ids) :] = torch.tensor(ids)
+        labels[row, width - len(reply) :] = torch.tensor(reply)
+        mask[row, width - len(ids) :] = 1
     return inputs.to(device), labels.to(device), mask.to(device)
 
 
