@@ -99,7 +99,8 @@ def is_current(name: str, root: Path) -> bool:
 
 
 def _stamp(wanted: BaseDefinition) -> str:
-    return sha256_bytes(wanted.model_dump_json().encode())
+    """The definition and this module's code: a changed conversion rebuilds the folder."""
+    return sha256_bytes(wanted.model_dump_json().encode() + Path(__file__).read_bytes())
 
 
 def build(name: str, root: Path) -> Path:
