@@ -104,7 +104,38 @@ def test_evaluate_wrote_metrics_and_generations(demo):
     assert set(metrics["controls"]) == {"references", "other_voices"}
     assert metrics["controls"]["references"]["chrf"] == 100.0  # the references against themselves
     csv_text = (root / "outputs" / "demo" / "eval" / "generations.csv").read_text(encoding="utf-8")
-    assert csv_text.splitlines()[0] == "story,index,context,reference,base,adapter"
+    assert csv_text.splitlines()[0] == "story,index,context,reference,base,adapter,merged"
+
+
+def test_the_demo_model_writes_broken_characters_unless_generation_is_guarded(demo):
+    """Sampling as the recipe does, the trained demo model writes bytes that are not UTF-8 into some
+    replies (a lead byte, then a new character); the evaluation, whose generation is guarded
+    (troupe.decoding), wrote none into any of its replies."""
+    import torch
+
+    from troupe.evaluation.generation import load_model, prompt_text, stop_token_ids, test_cases
+    from troupe.recipe import load_recipe
+
+    root, _ = demo
+    assert "\ufffd" not in (root / "outputs" / "demo" / "eval" / "generations.csv").read_text(encoding="utf-8")
+    recipe, settings = load_recipe("demo", root=root), load_recipe("demo", root=root).spec.evaluate
+    adapter = recipe.layout.adapter_dir
+    model, tokenizer = load_model(str(root / "models" / "tiny"), adapter, adapter)
+    prompts = [prompt_text(tokenizer, c) for c in test_cases(recipe.layout.split("test"))]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    torch.manual_seed(settings.seed)
+    out = model.generate(
+        **batch,
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=True,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        repetition_penalty=settings.repetition_penalty,
+        eos_token_id=stop_token_ids(model, tokenizer, ["<turn|>"]),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    unguarded = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert sum("\ufffd" in reply for reply in unguarded) >= 3
 
 
 def test_the_adapter_speaks_more_like_the_character_than_the_base_between_the_controls(demo):

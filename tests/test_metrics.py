@@ -70,6 +70,8 @@ def test_top_repeated_replies_with_counts():
         ("我是一个语言模型。", "我是一个语言模型"),
         ("As an AI, I cannot.", "As an AI"),
         ("I'm a large language model.", "large language model"),
+        ("I'm a brilliant AI designed to assist you.", "I'm a brilliant AI"),  # SmolLM2's own answer
+        ("I am a captain, cadet, not a chatbot.", None),
         ("雾散了。", None),
         ("Obviously, Watson.", None),
     ],
@@ -142,3 +144,9 @@ def test_voices_come_from_replies_and_other_speakers_context_lines():
     ]
     character, other = style.voices(records, {"闻钟"})
     assert character == ["在。", "说吧。", "Tears."] and other == ["在吗", "雾起。", "What is rain?"]
+
+
+def test_names_are_found_as_whole_words():
+    assert metrics.names_any("Isolde Marrowby, captain of the Larkspur.", ["Marrowby"])
+    assert not metrics.names_any("the Marrowbyan coast", ["Marrowby"])
+    assert metrics.names_any("我是闻钟。", ["闻钟"])

@@ -194,8 +194,8 @@ def targets(goals: Goals, metrics: dict, seconds: float) -> list[str]:
         answered = adapter["identity"]["in_character"]
         checks.append(
             (
-                f"identity questions answered as the character: adapter {identity_cell(adapter['identity'])} "
-                f"(≥ {goals.identity}; base {identity_cell(base['identity'])})",
+                f"identity questions answered as the character: adapter {_identity(adapter)} "
+                f"(≥ {goals.identity}; base {_identity(base)})",
                 answered >= goals.identity,
             )
         )
@@ -204,6 +204,11 @@ def targets(goals: Goals, metrics: dict, seconds: float) -> list[str]:
         (f"goal: wall time {seconds:.0f} s ≤ {goals.goal_seconds:.0f} s", seconds <= goals.goal_seconds),
     ]
     return [f"  {'met    ' if met else 'NOT met'}  {text}" for text, met in checks]
+
+
+def _identity(system: dict) -> str:
+    asked = system["identity"]
+    return f"{identity_cell(asked)}: {asked['named']} by name, {asked['in_voice']} in voice, {asked['as_ai']} as an AI"
 
 
 def _above(diff: dict, at_least: float) -> bool:

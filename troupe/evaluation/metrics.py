@@ -20,7 +20,7 @@ SEPARATION = 0.1  # controls closer than this (share of the larger value, at lea
 AI_IDENTITY = re.compile(
     r"作为(一个|一名)?(AI|人工智能|语言模型|AI助手)|我是(一个)?(AI|人工智能|语言模型)|语言模型|人工智能助手|"
     r"\bas an? (AI|artificial intelligence|language model)\b|\b(large )?language model\b|"
-    r"\bI am an AI\b|\bAI assistant\b",
+    r"\bI am an AI\b|\bAI assistant\b|\bI(?:'m| am) an? (?:\w+ ){0,2}(?:AI|chatbot|virtual assistant)\b",
     re.IGNORECASE,
 )
 REPLACEMENT_CHAR = "\ufffd"  # what a decoder writes for bytes that are not UTF-8
@@ -151,8 +151,10 @@ def template_leak(reply: str) -> str | None:
 
 
 def names_any(reply: str, words: list[str]) -> bool:
-    """Whether a reply says one of `words` (whole words, any case): e.g. the character's names."""
-    return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", reply, re.IGNORECASE) for word in words)
+    """Whether a reply says one of `words`, any case, e.g. the character's names: not inside a longer
+    Latin word ('Marrowbyan'); Chinese has no spaces to bound a word, so 我是闻钟 names 闻钟."""
+    bounded = (rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])" for word in words)
+    return any(re.search(pattern, reply, re.IGNORECASE) for pattern in bounded)
 
 
 def ai_identity(reply: str) -> str | None:
