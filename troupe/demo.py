@@ -157,7 +157,11 @@ def demo_summary(recipe: Recipe, manifest, metrics: dict, merged, client: dict, 
     if metrics["style"]["available"]:
         lines.append(f"{'style adapter − base':22}{difference_text(metrics['style']['adapter_minus_base'])}")
         lines.append(f"{'':22}(style classifier held-out accuracy {metrics['style']['held_out_accuracy']:.0%})")
-    lines += ["", *_prompts(recipe.layout.eval_dir / "generations.csv"), *_merged_lines(merged, metrics)]
+    lines += [
+        "",
+        *_prompts(recipe.layout.eval_dir / "generations.csv"),
+        *_merged_lines(recipe.layout.rel(merged), metrics),
+    ]
     lines += [f"openai client  {client['question']} → {client['reply']!r} (streamed: {client['streamed']!r})"]
     lines.append(f"wall time     {seconds:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")")
     return "\n".join([*lines, "", "targets", *targets(DEMOS[recipe.slug], metrics, seconds)])
@@ -253,7 +257,7 @@ def _adapter_line(recipe: Recipe) -> str:
     return f"LoRA, {steps} steps (train loss {_pair(train)}, eval loss {_pair(evals)})"
 
 
-def _merged_lines(merged: Path, metrics: dict) -> list[str]:
+def _merged_lines(merged: str, metrics: dict) -> list[str]:
     parity = metrics.get("merge_parity")
     if not parity:
         return [f"merged model  {merged}"]
