@@ -281,10 +281,8 @@ SYSTEM_KEYS = {
 
 @pytest.fixture(scope="module")
 def evaluated(demo):
-    """`troupe evaluate demo` once more, now that the demo has merged: three systems."""
-    root, _ = demo
-    done = troupe("evaluate", "demo", root=root)
-    return root, done.stdout
+    """The demo merges before it evaluates: three systems, and its output has the evaluation's table."""
+    return demo
 
 
 def test_evaluate_scores_base_adapter_and_merged(evaluated):
@@ -300,7 +298,9 @@ def test_evaluate_scores_base_adapter_and_merged(evaluated):
     assert set(scores["style"]["systems"]) == {"base", "adapter", "merged", "references", "other_voices"}
     assert "style adapter − base" in output and "perplexity" in output
     probes = json.loads((eval_dir / "probes.json").read_text())
-    assert len(probes) == 4 and {"probe", "base", "adapter", "merged"} <= set(probes[0])
+    assert [p["kind"] for p in probes] == ["red team"] * 4 + ["identity"] * 10
+    assert all({"probe", "base", "adapter", "merged"} <= set(p) for p in probes)
+    assert scores["systems"]["adapter"]["identity"]["probes"] == 10
     header = (eval_dir / "generations.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header == "story,index,context,reference,base,adapter,merged"
 

@@ -68,7 +68,14 @@ SPECIFIC = {
         (["--out", "../outside"], "--out ../outside: contains '..'"),
         (["--arch", "gpt"], "invalid choice: 'gpt'"),
     ],
-    "demo": [(["--args", "max_steps='2"], "ARGS: No closing quotation")],
+    "demo": [
+        (["--args", "max_steps='2"], "ARGS: No closing quotation"),
+        (["--recipe", "kaltsit"], "no demo 'kaltsit'; the demos are: demo, demo_real"),
+    ],
+    "base": [
+        ([], "the following arguments are required: name"),
+        (["../recipes/demo"], "no base model '../recipes/demo'; known: none"),
+    ],
     "convert": [
         (["elderly_companion", "troupe.source.files=[bad/all_rejected.jsonl]"], "all_rejected.jsonl#1"),
         (["elderly_companion", "troupe.source.files=[bad/truncated.json]"], "truncated.json:4:"),

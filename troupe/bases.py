@@ -57,9 +57,9 @@ def names(root: Path) -> list[str]:
 
 
 def definition(name: str, root: Path) -> BaseDefinition:
+    if name not in (known := names(root)):  # a name, never a path: '../parallel/fsdp2' is not one
+        raise TroupeError(f"no base model '{name}'; known: {', '.join(known) or 'none'} (configs/bases/)")
     path = definitions_dir(root) / f"{name}.yaml"
-    if not path.is_file():
-        raise TroupeError(f"no base model '{name}'; known: {', '.join(names(root)) or 'none'} (configs/bases/)")
     try:
         return BaseDefinition.model_validate(read_yaml(path, what="a base model definition"))
     except ValidationError as exc:
