@@ -43,6 +43,8 @@ def test_the_base_is_the_packaged_model_with_its_own_special_tokens(root):
         [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
     )
     assert AutoConfig.from_pretrained(folder).eos_token_id == tokenizer.eos_token_id == 2
+    backend = json.loads((folder / "tokenizer.json").read_text())  # what llama.cpp's converter reads
+    assert backend["decoder"]["type"] == "ByteLevel" and backend["model"]["byte_fallback"] is False
     again = troupe("base", BASE, root=root)
     assert "is current" in again.stdout  # once: a second run converts nothing
 

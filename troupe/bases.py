@@ -224,12 +224,15 @@ def gguf_tokenizer(gguf: Path):
       scores highest, as llama.cpp and SentencePiece's BPE do (transformers reads it as a unigram
       model, which splits "user" into "us" + "er"); the merges come from transformers' own
       `generate_merges`;
+    - a byte-level BPE vocabulary (GPT-2 style: SmolLM2, Llama 3, Qwen) gets a plain ByteLevel decoder
+      and no byte fallback (transformers gives it SentencePiece's, and llama.cpp's converter then
+      writes it back as a SentencePiece vocabulary that llama.cpp cannot tokenise with);
     - tokens typed CONTROL (`<end_of_turn>`, `<|im_end|>`) or USER_DEFINED are matched whole (some
       are left as plain vocabulary, and `<end_of_turn>` then tokenises as 15 pieces);
     - bos, eos, pad and unk are the ones the metadata names (SmolLM2's eos comes out as <|im_start|>),
       and bos/eos are added to a text where it says so (Gemma: bos)."""
     from gguf import TokenType
-    from tokenizers import AddedToken, models
+    from tokenizers import AddedToken, decoders, models
     from transformers import AutoTokenizer
     from transformers.convert_slow_tokenizer import generate_merges
 
@@ -242,6 +245,12 @@ def gguf_tokenizer(gguf: Path):
         merges = generate_merges(ids, normal)
         unk = vocabulary.special.get("unk_token")
         tokenizer.backend_tokenizer.model = models.BPE(ids, merges, unk_token=unk, byte_fallback=True, fuse_unk=True)
+    if vocabulary.kind == "gpt2":  # byte-level BPE, as such a model's own tokenizer.json has it
+        backend = tokenizer.backend_tokenizer
+        model = backend.model
+        model.byte_fallback = False
+        backend.model, backend.decoder = model, decoders.ByteLevel()
+        tokenizer.clean_up_tokenization_spaces = False
     whole = (TokenType.CONTROL, TokenType.USER_DEFINED)
     tokenizer.add_tokens(
         [
