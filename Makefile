@@ -12,13 +12,16 @@ TROUPE := $(VENV)/bin/troupe
 # pyproject.toml or requirements.lock installs again.
 SPEC_HASH := $(shell cat pyproject.toml requirements.lock requirements-models.txt | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.troupe-setup-$(SPEC_HASH)
+LLAMA_CPP := $(VENV)/share/llama.cpp
+LLAMA_CPP_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' requirements.lock)
+LLAMA_CPP_FILES := convert_hf_to_gguf.py convert_lora_to_gguf.py conversion gguf-py
 
 USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT NODES NODE_RANK MASTER
 $(foreach v,$(USER_VARIABLES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARIABLES)
 .DEFAULT_GOAL := help
 .PHONY: help setup lock demo demo-real base test list check new speakers discover convert preprocess train preflight evaluate \
-	merge share import verify serve chat
+	merge export share import verify serve chat
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -36,6 +39,13 @@ $(STAMP):
 	if nvidia-smi -L >/dev/null 2>&1; then $(VENV)/bin/pip install --quiet torchvision==0.28.0; fi
 	$(VENV)/bin/pip install --quiet -r requirements.lock
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements-models.txt
+	@# llama.cpp's own converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, their package and
+	@# gguf-py) from the source package of the llama-cpp-python just built: `make export` runs them.
+	$(VENV)/bin/pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $(VENV)/share
+	rm -rf $(LLAMA_CPP) && mkdir -p $(LLAMA_CPP)
+	tar -xzf $(VENV)/share/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(LLAMA_CPP) --strip-components=3 \
+		$(addprefix llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/,$(LLAMA_CPP_FILES))
+	rm $(VENV)/share/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -87,6 +97,9 @@ evaluate: setup ## the character-fidelity report → outputs/<CHARACTER>/eval/ (
 
 merge: setup ## merge the adapter → outputs/<CHARACTER>/merged/ (with the trained chat template)
 	$(TROUPE) merge "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+
+export: setup ## GGUF files for llama.cpp, LM Studio and Ollama → outputs/<CHARACTER>/export/ (checked in llama.cpp)
+	$(TROUPE) export "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
 
 share: setup ## outputs/<CHARACTER>/share/<CHARACTER>.recipe.yaml: recipe + link list + dataset lock, no data
 	$(TROUPE) share "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}

@@ -88,6 +88,7 @@ SPECIFIC = {
     "chat": [(["demo"], "no trained adapter in outputs/demo/adapter")],
     "evaluate": [(["demo"], "no trained adapter in outputs/demo/adapter")],
     "merge": [(["demo"], "no trained adapter in outputs/demo/adapter")],
+    "export": [(["demo"], "no trained adapter in outputs/demo/adapter")],
     "preprocess": [(["tang_poetry"], "datasets/tang_poetry/manifest.json does not exist yet")],
     "train": [(["demo", "--parallel", "zero9"], "invalid choice: 'zero9'")],
     "speakers": [(["demo", "--top", "x"], "invalid int value: 'x'")],

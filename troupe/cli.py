@@ -3,7 +3,7 @@
 troupe list
 troupe check kaltsit [key=value …]
 troupe new amiya --from kaltsit --name 阿米娅
-troupe convert|preprocess|train|evaluate|merge <recipe> [key=value …]
+troupe convert|preprocess|train|evaluate|merge|export <recipe> [key=value …]
 troupe train kaltsit --gpus 8 --nodes 2 --node-rank 0 --master 10.0.0.1:29500 [--parallel fsdp2]
 troupe preflight kaltsit --nodes 2 --node-rank 0 --master 10.0.0.1:29500
 troupe tiny-model [--recipe demo]
@@ -113,7 +113,12 @@ def cmd_step(args) -> int:
     elif args.verb == "train":
         pipeline.train(recipe, launch_of(args), args.parallel, args.dry_run, args.wait)
     else:
-        {"convert": pipeline.convert, "evaluate": pipeline.evaluate, "merge": pipeline.merge}[args.verb](recipe)
+        {
+            "convert": pipeline.convert,
+            "evaluate": pipeline.evaluate,
+            "merge": pipeline.merge,
+            "export": pipeline.export,
+        }[args.verb](recipe)
     return 0
 
 
@@ -289,6 +294,7 @@ def _pipeline_verbs(verbs) -> None:
     )
     _recipe_verb(verbs, "evaluate", "the character-fidelity report", cmd_step)
     _recipe_verb(verbs, "merge", "merge the adapter into the base model", cmd_step)
+    _recipe_verb(verbs, "export", "GGUF files for llama.cpp, LM Studio and Ollama, checked in llama.cpp", cmd_step)
 
 
 def _sharing_and_serving_verbs(verbs) -> None:

@@ -79,6 +79,11 @@ class Layout:
         return self.output_dir / "eval"
 
     @property
+    def export_dir(self) -> Path:
+        """GGUF files for llama.cpp, LM Studio and Ollama (troupe.export)."""
+        return self.output_dir / "export"
+
+    @property
     def share_dir(self) -> Path:
         return self.output_dir / "share"
 

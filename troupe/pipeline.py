@@ -267,3 +267,11 @@ def merge(recipe: Recipe) -> Path:
     restored = ", ".join(copied)
     print(f"merged model: {layout.rel(layout.merged_dir)} (training tokenizer and chat template restored: {restored})")
     return layout.merged_dir
+
+
+def export(recipe: Recipe) -> Path:
+    """GGUF files of the merged model and the adapter, checked in llama.cpp (troupe.export)."""
+    from troupe.export import export as export_gguf
+
+    _prepared(recipe)
+    return export_gguf(recipe)
