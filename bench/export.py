@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from troupe import provenance  # noqa: E402
-from troupe.export import Exported, agreement, export  # noqa: E402
+from troupe.export import agreement, export  # noqa: E402
 from troupe.files import read_jsonl  # noqa: E402
 from troupe.recipe import load_recipe  # noqa: E402
 
@@ -33,7 +33,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     record = provenance.read_record(folder)
     prompts = len(read_jsonl(recipe.layout.split("test")))
-    checked = agreement(recipe, provenance.training_config(recipe.layout), Exported(folder, recipe.slug), prompts)
+    checked = agreement(recipe, provenance.training_config(recipe.layout), recipe.layout.export_files(), prompts)
     print(
         f"\nexport {seconds:.0f} s (conversion: "
         + ", ".join(f"{n} {e['seconds']} s" for n, e in record["files"].items())

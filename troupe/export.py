@@ -27,7 +27,7 @@ from troupe.engine import StepFailed
 from troupe.errors import TroupeError
 from troupe.evaluation.generation import Case, test_cases
 from troupe.files import atomic_write_text, new_dir_beside, replace_dir, sha256_file
-from troupe.layout import is_local_model
+from troupe.layout import ExportFiles, is_local_model
 from troupe.llama_cpp import command, load
 from troupe.recipe import Recipe
 from troupe.render import run_env
@@ -36,34 +36,6 @@ CHECKED_PROMPTS = 8  # `make export` checks this many test prompts in llama.cpp 
 GREEDY_TOKENS = 32
 SENTINEL = {"system": "\x00SYSTEM\x00", "user": "\x00PROMPT\x00", "assistant": "\x00RESPONSE\x00"}
 OLLAMA = {"system": "{{ .System }}", "user": "{{ .Prompt }}", "assistant": "{{ .Response }}"}
-
-
-@dataclass(frozen=True)
-class Exported:
-    """The files of one export, by role."""
-
-    folder: Path
-    slug: str
-
-    @property
-    def f16(self) -> Path:
-        return self.folder / f"{self.slug}-f16.gguf"
-
-    @property
-    def q8_0(self) -> Path:
-        return self.folder / f"{self.slug}-q8_0.gguf"
-
-    @property
-    def lora(self) -> Path:
-        return self.folder / f"{self.slug}-lora-f16.gguf"
-
-    @property
-    def base(self) -> Path:
-        return self.folder / "base-f16.gguf"
-
-    @property
-    def modelfile(self) -> Path:
-        return self.folder / "Modelfile"
 
 
 def export(recipe: Recipe) -> Path:
@@ -76,7 +48,7 @@ def export(recipe: Recipe) -> Path:
     config = provenance.training_config(layout)
     work = new_dir_beside(layout.export_dir)
     try:
-        files = Exported(work, recipe.slug)
+        files = layout.export_files(work)
         seconds = convert_all(recipe, config, files)
         atomic_write_text(files.modelfile, modelfile(recipe, config, files))
         checked = agreement(recipe, config, files, CHECKED_PROMPTS)
@@ -88,7 +60,7 @@ def export(recipe: Recipe) -> Path:
     return layout.export_dir
 
 
-def convert_all(recipe: Recipe, config: dict, files: Exported) -> dict[str, float]:
+def convert_all(recipe: Recipe, config: dict, files: ExportFiles) -> dict[str, float]:
     """The four GGUF files, each by llama.cpp's converter; returns the seconds each took."""
     layout, root = recipe.layout, recipe.root
     merged, base = str(layout.merged_dir), str(base_folder(config["base_model"], root))
@@ -125,7 +97,7 @@ def base_folder(base_model: str, root: Path) -> Path:
 # ---- Ollama ---------------------------------------------------------------------------------------
 
 
-def modelfile(recipe: Recipe, config: dict, files: Exported) -> str:
+def modelfile(recipe: Recipe, config: dict, files: ExportFiles) -> str:
     """An Ollama Modelfile for the q8_0 file: the training chat template as Ollama's TEMPLATE, one
     stop PARAMETER per stop token, the recipe's system prompt."""
     from transformers import AutoTokenizer
@@ -178,7 +150,7 @@ def adds_bos(gguf: Path) -> bool:
 # ---- the check in llama.cpp -------------------------------------------------------------------------
 
 
-def agreement(recipe: Recipe, config: dict, files: Exported, prompts: int) -> dict:
+def agreement(recipe: Recipe, config: dict, files: ExportFiles, prompts: int) -> dict:
     """llama.cpp (llama-cpp-python) against transformers on the merged model, on the first `prompts`
     test prompts: for the f16 and q8_0 files and for base-f16 with the LoRA file, the share of
     prompts whose tokens from the GGUF's own chat template equal transformers' apply_chat_template,
@@ -271,7 +243,7 @@ def _greedy(llm, prompt: list[int]) -> list[int]:
 # ---- the record and the summary ------------------------------------------------------------------
 
 
-def _record(layout, adapter: dict, files: Exported, seconds: dict, checked: dict) -> dict:
+def _record(layout, adapter: dict, files: ExportFiles, seconds: dict, checked: dict) -> dict:
     gguf = [files.f16, files.q8_0, files.lora, files.base]
     return {
         "step": "export",

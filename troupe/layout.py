@@ -83,6 +83,10 @@ class Layout:
         """GGUF files for llama.cpp, LM Studio and Ollama (troupe.export)."""
         return self.output_dir / "export"
 
+    def export_files(self, folder: Path | None = None) -> "ExportFiles":
+        """The export's files, in export_dir or in the folder it is being built in."""
+        return ExportFiles(folder or self.export_dir, self.slug)
+
     @property
     def share_dir(self) -> Path:
         return self.output_dir / "share"
@@ -106,3 +110,31 @@ def is_local_model(value: object, root: Path) -> bool:
 def model_location(value: str, root: Path) -> str:
     """What transformers should load: the folder's full path, or the hub id unchanged."""
     return str(root / value) if is_local_model(value, root) else value
+
+
+@dataclass(frozen=True)
+class ExportFiles:
+    """The files of one export (troupe.export), by role."""
+
+    folder: Path
+    slug: str
+
+    @property
+    def f16(self) -> Path:
+        return self.folder / f"{self.slug}-f16.gguf"
+
+    @property
+    def q8_0(self) -> Path:
+        return self.folder / f"{self.slug}-q8_0.gguf"
+
+    @property
+    def lora(self) -> Path:
+        return self.folder / f"{self.slug}-lora-f16.gguf"
+
+    @property
+    def base(self) -> Path:
+        return self.folder / "base-f16.gguf"
+
+    @property
+    def modelfile(self) -> Path:
+        return self.folder / "Modelfile"
