@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from troupe.errors import TroupeError
+from troupe.redact import redacted
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -65,7 +66,9 @@ def jsonl_text(records: Iterable[dict]) -> str:
 
 
 def json_text(obj) -> str:
-    return _dumps(obj, indent=2) + "\n"
+    """A record troupe writes (a manifest, a lock, metrics, provenance), secrets redacted (troupe.redact);
+    data (jsonl_text) is written as it is."""
+    return _dumps(redacted(obj), indent=2) + "\n"
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -7,7 +7,8 @@ it rebuilds exactly the same dataset — and can prove it.
 
 The lock: the sha256 of every split and of every source file, a short hash of every sample, the
 counts, and the troupe, converter and Axolotl versions. No data, no paths from the sharer's machine,
-no secrets (a recipe holding a key, token or password is refused).
+no secrets (a recipe holding a key, token or password is refused; URL credentials and the judge key
+are redacted wherever they stand, comments and the link list included: troupe.redact).
 
 A shared file is untrusted (SECURITY.md). `import` checks its shape (`ShareDocument`, the lock
 included) and the recipe's safety policy before writing anything, and writes only what belongs to
@@ -31,6 +32,7 @@ from troupe.files import atomic_write_text, json_text, read_utf8, sha256_bytes, 
 from troupe.layout import SPLITS, Layout
 from troupe.project import SLUG_RE
 from troupe.recipe import MAX_RECIPE_BYTES, Recipe, parse_yaml
+from troupe.redact import redacted
 
 SHARE_FORMAT = 1
 MAX_SHARE_BYTES = 64_000_000  # the lock of a 1M-sample dataset is ~20 MB; the recipe itself stays ≤ 1 MB
@@ -161,13 +163,15 @@ def share(recipe: Recipe) -> Path:
         raise TroupeError(f"the dataset is missing or stale; run: make convert CHARACTER={recipe.slug}")
     if any(o.startswith("troupe.") for o in manifest["overrides"]):
         raise TroupeError("the dataset was built with troupe.* overrides; put them in the recipe, then convert again")
-    document = {
-        "troupe_share": SHARE_FORMAT,
-        "slug": recipe.slug,
-        "recipe": read_utf8(recipe.path, MAX_RECIPE_BYTES, "a recipe"),
-        "files": companion_files(recipe),
-        "lock": lock_of(recipe, manifest),
-    }
+    document = redacted(
+        {
+            "troupe_share": SHARE_FORMAT,
+            "slug": recipe.slug,
+            "recipe": read_utf8(recipe.path, MAX_RECIPE_BYTES, "a recipe"),
+            "files": companion_files(recipe),
+            "lock": lock_of(recipe, manifest),
+        }
+    )
     path = recipe.layout.share_dir / f"{recipe.slug}.recipe.yaml"
     header = f"# troupe shared recipe '{recipe.slug}': import with `troupe import {path.name}`, then `make verify`.\n"
     atomic_write_text(

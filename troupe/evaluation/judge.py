@@ -10,7 +10,8 @@ Three tasks on the first `judge_items` test items, each judged `judge_repeats` t
 - pairwise: base vs adapter, blind, asked in both orders.
 The number of requests is printed first; every raw judge reply is saved (eval/judge_raw.jsonl); a
 request that fails after retries, or a reply that is not the asked-for JSON, is recorded as a
-failure, never as a score. The key is read from the environment and written nowhere.
+failure, never as a score. The key is read from the environment and written nowhere: a judge that
+echoes the request has it redacted from its records (troupe.redact).
 """
 
 import json
@@ -24,6 +25,7 @@ from statistics import mean
 from troupe.download import Requester, RetryPolicy
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, jsonl_text
+from troupe.redact import redact, redacted
 
 RUBRIC = ("voice", "in_character", "coherence", "engagement", "length")
 JSON_OBJECT = re.compile(r"\{.*\}", re.S)
@@ -54,10 +56,6 @@ class Judge:
         body = {"model": self.model, "temperature": self.temperature, "messages": [{"role": "user", "content": prompt}]}
         reply, _ = requester.call("POST", f"{self.url}/chat/completions", json.loads, json=body, headers=headers)
         return reply["choices"][0]["message"]["content"]
-
-    def redacted(self, text: str) -> str:
-        """Text with the key removed (an error message may quote a request header)."""
-        return text.replace(self.key, "[TROUPE_JUDGE_KEY]") if self.key else text
 
 
 @dataclass(frozen=True)
@@ -140,11 +138,11 @@ def run(recipe, cases, runs: dict, out_dir: Path) -> dict | None:
         return None
     examples = [c.reference for c in cases[recipe.spec.evaluate.judge_items :]][:5] or [c.reference for c in cases[:3]]
     tasks = tasks_for(recipe, cases, runs, examples)
-    print(f"LLM judge: {len(tasks)} requests to {judge.model} at {judge.url}")
+    print(redact(f"LLM judge: {len(tasks)} requests to {judge.model} at {judge.url}"))
     requester = Requester(RetryPolicy(attempts=4, backoff=1.0, timeout=(10.0, 120.0)))
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(lambda task: _judge_one(judge, requester, task), tasks))
-    atomic_write_text(out_dir / "judge_raw.jsonl", jsonl_text(outcomes))
+    atomic_write_text(out_dir / "judge_raw.jsonl", jsonl_text(redacted(outcomes)))
     return aggregate(outcomes, judge)
 
 
@@ -153,7 +151,7 @@ def _judge_one(judge: Judge, requester: Requester, task: Task) -> dict:
     try:
         reply = judge.ask(requester, task.prompt)
     except Exception as exc:  # noqa: BLE001 — any failure is recorded as one, never as a score
-        return {**record, "error": judge.redacted(f"{type(exc).__name__}: {exc}")}
+        return {**record, "error": f"{type(exc).__name__}: {exc}"}
     try:
         return {**record, "raw": reply, "result": parse(task.kind, reply)}
     except (ValueError, json.JSONDecodeError) as exc:

@@ -1,0 +1,98 @@
+"""What troupe writes and prints never carries a secret or a terminal escape, and what it stages never
+leaves half a result: URL credentials and the judge key are redacted from shares, manifests and judge
+records; every verb that fetches passes the data policy first; controls in untrusted text are shown
+escaped; a share import that fails writes nothing; the server answers bad text with a 400 and a busy
+port with one line."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
+
+from troupe.cli import main
+from troupe.evaluation import SystemRun, judge
+from troupe.evaluation.generation import Case, Reply
+from troupe.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "sk-live-5ecret-key-0123456789"
+PASSWORD = "hunter2-pa55"
+
+
+def text_files(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text(errors="ignore") for p in root.rglob("*") if p.is_file()}
+
+
+# ---- secrets in outputs ---------------------------------------------------------------------------
+
+
+def credentialed_project(root: Path, base_url: str) -> None:
+    """recipes/fog.yaml downloading the demo stories from a mirror whose URL carries credentials, in
+    its value and in a comment, and a link list holding credentials in a comment and in a link."""
+    (root / "recipes").mkdir(parents=True)
+    text = (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8")
+    credentialed = base_url.replace("http://", f"http://mirror-user:{PASSWORD}@")
+    text = text.replace(
+        "files: [recipes/demo/*.json]  # local story files; kaltsit downloads its stories instead",
+        f"base_url: {credentialed}  # was https://old-user:{PASSWORD}@mirror.example/",
+    )
+    (root / "recipes" / "fog.yaml").write_text(text, encoding="utf-8")
+    links = [f"# found with https://index-user:{PASSWORD}@index.example/search\n"]
+    links += [f"{READER.replace('https://', f'https://reader:{PASSWORD}@')}{s}\n" for s in DEMO_STORIES]
+    (root / "recipes" / "fog.urls.txt").write_text("".join(links), encoding="utf-8")
+
+
+def test_a_share_and_the_manifest_hold_no_url_credentials(tmp_path, monkeypatch):
+    root = tmp_path / "a"
+    with StoryServer(serve_demo_stories(tmp_path / "served")) as server:
+        credentialed_project(root, server.base_url)
+        monkeypatch.setenv("TROUPE_ROOT", str(root))
+        assert main(["convert", "fog"]) == 0
+        assert main(["share", "fog"]) == 0
+    written = {name: text for name, text in text_files(root).items() if not name.startswith("recipes/")}
+    assert "outputs/fog/share/fog.recipe.yaml" in written and "datasets/fog/manifest.json" in written
+    assert not [name for name, text in written.items() if PASSWORD in text]
+    shared = written["outputs/fog/share/fog.recipe.yaml"]
+    assert "mirror-user" not in shared and "http://REDACTED@127.0.0.1" in shared  # the mirror is still named
+
+
+class EchoJudge:
+    """An OpenAI-compatible judge that answers every request with the request itself, headers included."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                echo = f"{self.headers}\n{body}"
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": echo}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+
+def test_a_judge_that_echoes_the_request_never_puts_the_key_into_its_records(project, monkeypatch, capsys):
+    echo = EchoJudge()
+    monkeypatch.setenv("TROUPE_JUDGE_URL", echo.url)
+    monkeypatch.setenv("TROUPE_JUDGE_KEY", KEY)
+    recipe = load_recipe("demo", ["troupe.evaluate.judge_items=1", "troupe.evaluate.judge_repeats=1"])
+    cases = [Case([{"role": "user", "content": "[小禾]:雾大吗"}], "雾很大。", {})]
+    runs = {name: SystemRun({}, [Reply("雾。", "雾。")], []) for name in ("base", "adapter")}
+    try:
+        judge.run(recipe, cases, runs, project / "outputs" / "demo" / "eval")
+    finally:
+        echo.httpd.shutdown()
+    raw = (project / "outputs" / "demo" / "eval" / "judge_raw.jsonl").read_text(encoding="utf-8")
+    assert "Bearer [TROUPE_JUDGE_KEY]" in raw  # the echo is kept, the key is not
+    assert not [name for name, text in text_files(project).items() if KEY in text]
+    assert KEY not in "".join(capsys.readouterr())
