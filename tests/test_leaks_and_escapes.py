@@ -9,6 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
 
 from troupe.cli import main
@@ -19,6 +20,38 @@ from troupe.recipe import load_recipe
 REPO = Path(__file__).resolve().parent.parent
 KEY = "sk-live-5ecret-key-0123456789"
 PASSWORD = "hunter2-pa55"
+
+
+class Mirror:
+    """A story mirror on `host` serving `files` (path → body), 404 otherwise, counting requests."""
+
+    def __init__(self, host: str = "127.0.0.1", files: dict[str, bytes] | None = None):
+        mirror, self.requests = self, []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                mirror.requests.append(self.path)
+                body = (files or {}).get(self.path.lstrip("/"))
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.base_url = f"http://{host}:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def mirrored_project(root: Path, base_url: str) -> None:
+    """recipes/fog.yaml: the demo's character, its stories linked in recipes/fog.urls.txt on `base_url`."""
+    (root / "recipes").mkdir(parents=True)
+    text = (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8")
+    local = "files: [recipes/demo/*.json]  # local story files; kaltsit downloads its stories instead"
+    (root / "recipes" / "fog.yaml").write_text(text.replace(local, f"base_url: {base_url}"), encoding="utf-8")
+    (root / "recipes" / "fog.urls.txt").write_text("".join(f"{READER}{s}\n" for s in DEMO_STORIES), encoding="utf-8")
 
 
 def text_files(root: Path) -> dict[str, str]:
@@ -96,3 +129,32 @@ def test_a_judge_that_echoes_the_request_never_puts_the_key_into_its_records(pro
     assert "Bearer [TROUPE_JUDGE_KEY]" in raw  # the echo is kept, the key is not
     assert not [name for name, text in text_files(project).items() if KEY in text]
     assert KEY not in "".join(capsys.readouterr())
+
+
+# ---- every verb that fetches passes the data policy -----------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["speakers", "discover", "convert"])
+def test_a_mirror_convert_refuses_is_never_fetched_by_any_verb(verb, tmp_path, monkeypatch, capsys):
+    mirror = Mirror("127.0.0.2")  # this machine, but not a name the policy lets go without https
+    try:
+        mirrored_project(tmp_path, mirror.base_url)
+        monkeypatch.setenv("TROUPE_ROOT", str(tmp_path))
+        assert main([verb, "fog"]) == 1
+    finally:
+        mirror.httpd.shutdown()
+    err = capsys.readouterr().err
+    assert mirror.requests == [] and "troupe.source.base_url" in err and "is not https" in err
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 12: needs converters/arknights.py discover to catch the shape")
+def test_discover_refuses_an_index_that_is_not_an_object_in_one_line(tmp_path, monkeypatch, capsys):
+    mirror = Mirror(files={"zh_CN/gamedata/excel/story_review_table.json": b"[1, 2, 3]"})
+    try:
+        mirrored_project(tmp_path, mirror.base_url)
+        monkeypatch.setenv("TROUPE_ROOT", str(tmp_path))
+        assert main(["discover", "fog"]) == 1
+    finally:
+        mirror.httpd.shutdown()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "story index" in err and "map event ids" in err

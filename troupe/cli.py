@@ -128,17 +128,26 @@ def cmd_preflight(args) -> int:
     return 0
 
 
+def fetching_recipe(args: argparse.Namespace):
+    """The recipe of a verb that reads its story source, downloading what is not cached: checked as
+    `convert` checks it (the safety policy included) first, so no verb fetches from a mirror that
+    `convert` refuses."""
+    recipe = recipe_of(args)
+    pipeline.checked_data(recipe)
+    return recipe
+
+
 def cmd_speakers(args) -> int:
     from troupe.dataset import read_source, speaker_table
 
-    print(speaker_table(read_source(recipe_of(args)).lines, args.top))
+    print(speaker_table(read_source(fetching_recipe(args)).lines, args.top))
     return 0
 
 
 def cmd_discover(args) -> int:
     from troupe.dataset import discover_links
 
-    recipe = recipe_of(args)
+    recipe = fetching_recipe(args)
     path, count, failed = discover_links(recipe)
     for failure in failed:
         print(f"  not fetched: {failure['link']}: {failure['reason']}", file=sys.stderr)
@@ -230,6 +239,7 @@ def cmd_tiny_model(args) -> int:
     from troupe.demo import build_tiny
 
     recipe = load_recipe(args.recipe)
+    pipeline.checked_data(recipe)  # a trained tiny model reads the recipe's story, downloading what is missing
     if args.out and (why := outside(args.out, recipe.root)):
         raise TroupeError(f"--out {args.out}: {why}; give a folder under the project root")
     build_tiny(recipe, args.arch, recipe.root / args.out if args.out else None, trained=not args.untrained)
