@@ -50,10 +50,12 @@ class Options(SourceOptions):
         DEFAULT_BASE_URL, description="where {server}/gamedata/story/… is fetched from (a mirror, a test server)"
     )
     workers: int = Field(8, ge=1, le=64, description="parallel downloads")
-    timeout: float = Field(60.0, gt=0, description="seconds a server may stay silent before the attempt is retried")
+    timeout: float = Field(
+        60.0, gt=0, le=600, description="seconds a server may stay silent before the attempt is retried"
+    )
     retries: int = Field(5, ge=1, le=20, description="requests per story file, at most")
-    deadline: float = Field(300.0, gt=0, description="seconds per story file, all its attempts together")
-    max_bytes: int = Field(16_000_000, ge=1, description="largest story file accepted, in bytes")
+    deadline: float = Field(300.0, gt=0, le=3600, description="seconds per story file, all its attempts together")
+    max_bytes: int = Field(16_000_000, ge=1, le=100_000_000, description="largest story file accepted, in bytes")
     allow_missing: bool = Field(
         False, description="build from the stories that downloaded, listing the rest in the manifest"
     )

@@ -1,0 +1,69 @@
+"""Values a careless or hostile recipe, ARGS or input file holds (issue 20): every number troupe
+reads has a ceiling and is finite, W&B is refused like MLflow, a value of the wrong type or a path
+with a NUL byte is a one-line problem, an override that refers to itself is refused, duplicate JSON
+keys and CSV columns never drop data silently, and `troupe new` writes a recipe that reads back."""
+
+import typing
+
+import annotated_types
+import pytest
+from pydantic import BaseModel
+
+import converters
+from troupe.cli import main
+from troupe.recipe import load_recipe
+from troupe.schema import TroupeSpec
+from troupe.validate import data_problems
+
+# ---- item 9: every limit has a ceiling -------------------------------------------------------------
+
+
+def numeric_fields(model: type[BaseModel], prefix: str):
+    """(key, field) of every int or float field of `model` and the models inside it."""
+    for name, info in model.model_fields.items():
+        kinds = typing.get_args(info.annotation) or (info.annotation,)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            yield from numeric_fields(info.annotation, f"{prefix}.{name}")
+        elif {int, float} & set(kinds):
+            yield f"{prefix}.{name}", info
+
+
+def test_every_number_of_the_troupe_block_and_every_converter_has_a_ceiling():
+    models = [(TroupeSpec, "troupe")] + [(converters.load(n).Options, "troupe.source") for n in converters.available()]
+    fields = [field for model, prefix in models for field in numeric_fields(model, prefix)]
+    assert len(fields) > 20
+    unbounded = [key for key, info in fields if not any(isinstance(m, annotated_types.Le) for m in info.metadata)]
+    assert unbounded == []
+
+
+def problems_of(recipe) -> dict[str, str]:
+    return {p.key: p.problem for p in data_problems(recipe)}
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("troupe.source.timeout=.inf", "finite number"),
+        ("troupe.source.timeout=1e309", "finite number"),
+        ("troupe.source.timeout=.nan", "finite number"),
+        ("troupe.source.timeout=601", "less than or equal to 600"),
+        ("troupe.source.deadline=1e9", "less than or equal to 3600"),
+        ("troupe.source.max_bytes=2000000000", "less than or equal to 100000000"),
+        ("troupe.evaluate.judge_repeats=100000", "less than or equal to 10"),
+        ("troupe.evaluate.seed=1000000000000000000000000000000", "less than or equal to 4294967295"),
+        ("troupe.evaluate.temperature=.inf", "finite number"),
+        ("troupe.dataset.split.seed=-1", "greater than or equal to 0"),
+    ],
+)
+def test_a_limit_past_its_ceiling_is_refused_even_with_allow_unsafe(project, override, says):
+    key = override.partition("=")[0]
+    for allow_unsafe in (False, True):
+        found = problems_of(load_recipe("demo", [override], allow_unsafe=allow_unsafe))
+        assert says in found.get(key, ""), found
+
+
+def test_the_check_names_the_key_and_its_ceiling_in_one_line(project, capsys):
+    assert main(["check", "demo", "troupe.evaluate.judge_repeats=100000"]) == 1
+    err = capsys.readouterr().err
+    assert "recipes/demo.yaml: troupe.evaluate.judge_repeats: Input should be less than or equal to 10" in err
+    assert "Traceback" not in err
