@@ -5,11 +5,13 @@ escaped; a share import that fails writes nothing; the server answers bad text w
 port with one line."""
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
 
 from troupe.cli import main
@@ -158,3 +160,41 @@ def test_discover_refuses_an_index_that_is_not_an_object_in_one_line(tmp_path, m
         mirror.httpd.shutdown()
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "story index" in err and "map event ids" in err
+
+
+# ---- terminal escapes in untrusted text -----------------------------------------------------------
+
+FAKE_OK = "\x1b[2J\x1b[H\x9b32mOK: recipe is safe\u202e"  # clear the screen, home, C1 CSI green, bidi override
+UNPRINTABLE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def shown_escaped(err: str) -> None:
+    """Nothing a terminal would act on, and the fake line is shown as text, on the line that names it."""
+    assert not UNPRINTABLE.search(err), repr(err)
+    assert "\\x1b[2J\\x1b[H\\x9b32mOK: recipe is safe\\u202e" in err
+    assert not [line for line in err.splitlines() if line.lstrip().startswith("OK")]
+
+
+def test_control_characters_in_key_names_are_shown_escaped(project, capsys):
+    recipe = (project / "recipes" / "demo.yaml").read_text(encoding="utf-8")
+    key = json.dumps(f"x\n{FAKE_OK}")  # a YAML double-quoted key: \e-style escapes become the characters
+    (project / "recipes" / "fog.yaml").write_text(f"{recipe}\n{key}: 1\n", encoding="utf-8")
+    assert main(["check", "fog"]) == 1
+    shown_escaped(capsys.readouterr().err)
+
+
+def test_control_characters_in_a_link_list_are_shown_escaped(tmp_path, monkeypatch, capsys):
+    mirrored_project(tmp_path, "http://127.0.0.1:9/")
+    (tmp_path / "recipes" / "fog.urls.txt").write_text(f"{FAKE_OK}\n", encoding="utf-8")
+    monkeypatch.setenv("TROUPE_ROOT", str(tmp_path))
+    assert main(["convert", "fog"]) == 1
+    shown_escaped(capsys.readouterr().err)
+
+
+def test_control_characters_in_a_shares_file_names_are_shown_escaped(project, tmp_path, capsys):
+    document = {"troupe_share": 1, "slug": "fog", "recipe": "troupe: {}\n", "files": {f"recipes/fog/{FAKE_OK}": ""}}
+    document["lock"] = {"splits": {}, "sources": [], "counts": {}, "missing": []}
+    shared = tmp_path / "fog.recipe.yaml"
+    shared.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert main(["import", str(shared)]) == 1
+    shown_escaped(capsys.readouterr().err)

@@ -29,9 +29,18 @@ from troupe.policy import outside
 from troupe.preflight import WAIT_S
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
 from troupe.recipe import load_recipe
+from troupe.redact import redact
 from troupe.render import parallel_configs
+from troupe.text import printable
 from troupe.tiny import ARCHS
 from troupe.validate import troupe_problems
+
+
+def say(message: object = "", err: bool = False) -> None:
+    """Print one message of the CLI (every verb's output and every error goes through here): much of it
+    comes from untrusted input (key names, link lists, a share's file names, a mirror's answers), so
+    terminal controls are escaped (an escape code is shown, never obeyed) and secrets redacted."""
+    print(printable(redact(str(message))), file=sys.stderr if err else sys.stdout)
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:
@@ -63,13 +72,13 @@ def cmd_list(args) -> int:
     names, unreadable = recipe_names(root), []
     for name in names:
         try:
-            print(f"{name:20} {_describe(root / 'recipes' / f'{name}.yaml')}")
+            say(f"{name:20} {_describe(root / 'recipes' / f'{name}.yaml')}")
         except TroupeError as error:
             unreadable.append(error)
     if not names:
-        print(f"no recipes in {root / 'recipes'}")
+        say(f"no recipes in {root / 'recipes'}")
     for error in unreadable:  # the others are listed all the same
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", err=True)
     return 1 if unreadable else 0
 
 
@@ -88,11 +97,11 @@ def cmd_check(args) -> int:
     try:
         result = pipeline.checked(recipe, need_data=False, parallel=args.parallel, launch=launch)
     except CheckFailed as failed:
-        print(failed, file=sys.stderr)
+        say(failed, err=True)
         return 1
     for note in result.notes + [f"note: {p.problem}; {p.fix}" for p in validate.missing_inputs(recipe)]:
-        print(note)
-    print(f"{relative_to_root(recipe.path, recipe.root)}: OK")
+        say(note)
+    say(f"{relative_to_root(recipe.path, recipe.root)}: OK")
     return 0
 
 
@@ -101,8 +110,8 @@ def cmd_new(args) -> int:
 
     root = project_root()
     dest = new_recipe(args.slug, resolve_recipe(args.source, root, anywhere=True), root, args.name, args.force)
-    print(f"wrote {relative_to_root(dest, root)}")
-    print(f"next: edit it (troupe.character, troupe.source), then: make train CHARACTER={args.slug}")
+    say(f"wrote {relative_to_root(dest, root)}")
+    say(f"next: edit it (troupe.character, troupe.source), then: make train CHARACTER={args.slug}")
     return 0
 
 
@@ -140,7 +149,7 @@ def fetching_recipe(args: argparse.Namespace):
 def cmd_speakers(args) -> int:
     from troupe.dataset import read_source, speaker_table
 
-    print(speaker_table(read_source(fetching_recipe(args)).lines, args.top))
+    say(speaker_table(read_source(fetching_recipe(args)).lines, args.top))
     return 0
 
 
@@ -150,8 +159,8 @@ def cmd_discover(args) -> int:
     recipe = fetching_recipe(args)
     path, count, failed = discover_links(recipe)
     for failure in failed:
-        print(f"  not fetched: {failure['link']}: {failure['reason']}", file=sys.stderr)
-    print(f"wrote {count} links to {relative_to_root(path, recipe.root)}; next: make convert CHARACTER={recipe.slug}")
+        say(f"  not fetched: {failure['link']}: {failure['reason']}", err=True)
+    say(f"wrote {count} links to {relative_to_root(path, recipe.root)}; next: make convert CHARACTER={recipe.slug}")
     return 0
 
 
@@ -160,9 +169,7 @@ def cmd_share(args) -> int:
 
     recipe = recipe_of(args)
     path = share(recipe)
-    print(
-        f"wrote {relative_to_root(path, recipe.root)}: the recipe, its link list and the dataset lock; send that file"
-    )
+    say(f"wrote {relative_to_root(path, recipe.root)}: the recipe, its link list and the dataset lock; send that file")
     return 0
 
 
@@ -172,7 +179,7 @@ def cmd_import(args) -> int:
     root = project_root()
     dest = import_share(Path(args.file), root, force=args.force, allow_unsafe=args.allow_unsafe)
     slug = dest.stem
-    print(
+    say(
         f"wrote {relative_to_root(dest, root)}; next: make verify CHARACTER={slug} (rebuilds the dataset and "
         "compares it with the lock)"
     )
@@ -185,11 +192,11 @@ def cmd_verify(args) -> int:
     recipe = recipe_of(args)
     found = verify(recipe, pipeline.command_line("convert", recipe))
     for line in found:
-        print(f"  differs: {line}", file=sys.stderr)
+        say(f"  differs: {line}", err=True)
     if found:
-        print(f"{recipe.slug}: the rebuilt dataset differs from the lock ({len(found)} difference(s))", file=sys.stderr)
+        say(f"{recipe.slug}: the rebuilt dataset differs from the lock ({len(found)} difference(s))", err=True)
         return 1
-    print(f"{recipe.slug}: the rebuilt dataset is identical to the lock")
+    say(f"{recipe.slug}: the rebuilt dataset is identical to the lock")
     return 0
 
 
@@ -210,14 +217,14 @@ def cmd_chat(args) -> int:
 def cmd_vllm(args) -> int:
     from troupe.serve import vllm_command
 
-    print(vllm_command(recipe_of(args)))
+    say(vllm_command(recipe_of(args)))
     return 0
 
 
 def cmd_compare(args) -> int:
     from troupe.evaluation.report import compare_table
 
-    print(compare_table({name: _metrics_of(name) for name in args.runs}))
+    say(compare_table({name: _metrics_of(name) for name in args.runs}))
     return 0
 
 
@@ -393,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, so that a reader that left is handled below, not at exit
         return code
     except StepFailed as failed:
-        print(f"error: {failed}", file=sys.stderr)
+        say(f"error: {failed}", err=True)
         return failed.returncode
     except TroupeError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -404,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as error:  # the file system refused a path the user gave (too long, not allowed, full)
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", err=True)
         return 1
 
 

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from troupe.text import printable
+
 
 class TroupeError(Exception):
     """A mistake the user can fix (bad name, bad input, failed step). The message says how."""
@@ -17,7 +19,9 @@ class Problem:
     fix: str = ""
 
     def __str__(self) -> str:
-        text = f"{self.file}: {self.key}: {self.problem}"
+        # a file or key name is one line: a line break in one (a quoted YAML key) must not start a
+        # line of its own that reads like troupe's (the CLI escapes every other control when it prints)
+        text = f"{printable(self.file, keep='')}: {printable(self.key, keep='')}: {self.problem}"
         return f"{text}\n    fix: {self.fix}" if self.fix else text
 
 

@@ -1,11 +1,13 @@
 """Text helpers shared by converters and the server: whitespace folding (no space left where
 Chinese or Japanese text would never have one), the check that keeps unusable characters out of
-training data and prompts, and message content given as a list of parts.
+training data and prompts, message content given as a list of parts, and text made safe to show in
+a terminal.
 
     fold_whitespace("第一行 第二行")                      # '第一行第二行'
     text_problem("caf\\udce9")                            # 'byte 0xE9 at character 4 is not UTF-8 …'
     content_text([{"type": "text", "text": "hi"}])        # 'hi'
     split_lines("a\\r\\nb\\u2028c\\n")                    # ['a', 'b\\u2028c']
+    printable("\\x1b[2JOK")                               # '\\\\x1b[2JOK'
 """
 
 import re
@@ -17,6 +19,9 @@ SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+(?=[,.!?;:，。！？；：、…）)�
 # control characters other than tab and line breaks: none of them is text a model should learn.
 BAD_CHAR_RE = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 LINE_END_RE = re.compile(r"(\r\n|\r|\n)")
+# What a terminal acts on instead of showing: C0 and C1 controls (ESC, CSI …), DEL, bidi overrides and
+# marks, line and paragraph separators; and lone surrogates, which a UTF-8 terminal cannot be sent.
+TERMINAL_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 TEXT_PART_KEYS = ("text", "value")  # OpenAI's {"type": "text", "text"}; LLaMA-Factory's {"type": "text", "value"}
 
 
@@ -74,3 +79,10 @@ def content_text(content: object) -> str | None:
             raise ValueError(f"content part {number} has no 'text' or 'value' string")
         texts.append(text)
     return "\n".join(texts)
+
+
+def printable(text: str, keep: str = "\n\t") -> str:
+    """`text` safe to print: every terminal control but those in `keep` written as Python escapes it
+    (ESC → \\x1b, U+202E → \\u202e), so that untrusted text (a key name, a link, a share's file
+    name) is shown, never obeyed."""
+    return TERMINAL_CONTROL_RE.sub(lambda m: m.group() if m.group() in keep else ascii(m.group())[1:-1], text)
