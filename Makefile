@@ -16,7 +16,7 @@ LLAMA_CPP := $(VENV)/share/llama.cpp
 LLAMA_CPP_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' requirements.lock)
 LLAMA_CPP_FILES := convert_hf_to_gguf.py convert_lora_to_gguf.py conversion gguf-py
 
-USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN ALLOW_UNSAFE FILE PORT NODES NODE_RANK MASTER
+USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN RESUME ALLOW_UNSAFE FILE PORT NODES NODE_RANK MASTER
 $(foreach v,$(USER_VARIABLES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARIABLES)
 .DEFAULT_GOAL := help
@@ -69,49 +69,49 @@ list: setup ## list the recipes
 	$(TROUPE) list
 
 check: setup ## report every problem in a recipe: make check CHARACTER=kaltsit (with GPUS, PARALLEL, NODES: that run)
-	$(TROUPE) check "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
+	$(TROUPE) check "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
 
 new: setup ## copy a recipe: make new CHARACTER=amiya FROM=kaltsit [NAME=阿米娅] [FORCE=1]
-	$(TROUPE) new "$$CHARACTER" --from "$$FROM" $${NAME:+--name "$$NAME"} $${FORCE:+--force}
+	$(TROUPE) new "$$CHARACTER" --from "$$FROM" $${NAME:+--name "$$NAME"} --force="$$FORCE"
 
 speakers: setup ## who speaks how often in a recipe's stories (TOP=30)
-	$(TROUPE) speakers "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --top "$${TOP:-30}"
+	$(TROUPE) speakers "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --top "$${TOP:-30}"
 
 discover: setup ## rewrite the link list with every story where the character speaks (needs network)
-	$(TROUPE) discover "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) discover "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
 
 convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
-	$(TROUPE) convert "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) convert "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
 
 preprocess: setup ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
-	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} $${DEBUG:+--debug}
+	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --debug="$$DEBUG"
 
-train: setup ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2] [NODES= NODE_RANK= MASTER=], DRY_RUN=1)
-	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"} $${DRY_RUN:+--dry-run}
+train: setup ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2] [NODES= NODE_RANK= MASTER=], DRY_RUN=1, RESUME=1)
+	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"} --dry-run="$$DRY_RUN" --resume="$$RESUME"
 
 preflight: setup ## on every machine: do all nodes have the same config, data, recipe, versions? (NODES= NODE_RANK= MASTER=)
-	$(TROUPE) preflight "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
+	$(TROUPE) preflight "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
 
 evaluate: setup ## the character-fidelity report → outputs/<CHARACTER>/eval/ (metrics, generations, report.html)
-	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
 
 merge: setup ## merge the adapter → outputs/<CHARACTER>/merged/ (with the trained chat template)
-	$(TROUPE) merge "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) merge "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
 
 export: setup ## GGUF files for llama.cpp, LM Studio and Ollama → outputs/<CHARACTER>/export/ (checked in llama.cpp)
-	$(TROUPE) export "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) export "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
 
 share: setup ## outputs/<CHARACTER>/share/<CHARACTER>.recipe.yaml: recipe + link list + dataset lock, no data
-	$(TROUPE) share "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) share "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
 
 import: setup ## add a shared recipe: make import FILE=kaltsit.recipe.yaml [FORCE=1] [ALLOW_UNSAFE=1]
-	$(TROUPE) import "$$FILE" $${FORCE:+--force} $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) import "$$FILE" --force="$$FORCE" --allow-unsafe="$$ALLOW_UNSAFE"
 
 verify: setup ## rebuild the dataset from source and compare with the lock (exit 1 naming what differs)
-	$(TROUPE) verify "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) verify "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
 
 serve: setup ## an OpenAI-compatible server for CHARACTER on 127.0.0.1 (PORT=8000)
-	$(TROUPE) serve "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe} --port "$${PORT:-8000}"
+	$(TROUPE) serve "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --port "$${PORT:-8000}"
 
 chat: setup ## talk to CHARACTER in the terminal (/reset, /exit)
-	$(TROUPE) chat "$$CHARACTER" --args "$$ARGS" $${ALLOW_UNSAFE:+--allow-unsafe}
+	$(TROUPE) chat "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"

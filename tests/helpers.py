@@ -61,12 +61,18 @@ def debug_label_pairs(output: str) -> list[tuple[int, int]]:
 def save_as_trained_adapter(recipe, peft_model, tokenizer) -> None:
     """Put a PEFT model where `troupe train` promotes one (outputs/<slug>/adapter/), with the records
     consumers check: the training config and troupe.json (as a finished run writes them)."""
-    from troupe import provenance
+    from troupe import dataset, provenance
     from troupe.render import resolve, write_resolved
 
     folder = recipe.layout.adapter_dir
     peft_model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_resolved(recipe, resolve(recipe, cuda=False), folder / "train.resolved.yaml", "train")
-    record = {"step": "train", "adapter_sha256": provenance.weights_sha256(folder), "finished": provenance.timestamp()}
+    manifest = dataset.read_manifest(recipe) or {"files": {}}
+    record = {
+        "step": "train",
+        "adapter_sha256": provenance.weights_sha256(folder),
+        "dataset_splits": {name: entry["sha256"] for name, entry in manifest["files"].items()},
+        "finished": provenance.timestamp(),
+    }
     provenance.write_record(folder, record)

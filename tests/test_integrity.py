@@ -77,6 +77,57 @@ def test_ctrl_c_during_training_keeps_the_previous_adapter(trained):
     assert "interrupted" in next(line for line in listed.splitlines() if line.startswith("demo "))
 
 
+def test_ctrl_c_that_only_axolotl_sees_promotes_nothing_and_the_run_resumes(trained):
+    """Axolotl catches SIGINT, saves the half-trained model and exits 0. troupe in the background (a
+    shell's `&` job ignores SIGINT) sees only that exit: it must still not promote the run."""
+    before = adapter_sha(trained)
+    env = {**os.environ, "TROUPE_ROOT": str(trained)}
+    settings = ["max_steps=400", "save_steps=2", "eval_steps=1000"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "troupe", "train", "demo", *settings],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    runs = trained / "outputs" / "demo" / "runs"
+    saved = "*/checkpoint-2/trainer_state.json"  # written last: the signal lands between steps, not mid-save
+    deadline = time.monotonic() + 300
+    while not list(runs.glob(saved)) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    assert list(runs.glob(saved)), "training never got going"
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert "training stopped before its planned end" in err and "(checkpoint at step 2 of 400)" in err
+    assert "make train CHARACTER=demo RESUME=1" in err
+    assert adapter_sha(trained) == before
+    (run,) = runs.iterdir()
+    assert provenance.checkpoints(run) and provenance.run_finished(run) is None
+
+    changed = troupe(
+        "train", "demo", "--resume", "max_steps=401", "save_steps=2", "eval_steps=1000", root=trained, check=False
+    )
+    assert changed.returncode == 1 and "started with a different config (max_steps)" in changed.stderr
+    assert list(runs.iterdir()) == [run]  # a refused resume removes nothing
+
+
+def test_evaluation_refuses_splits_the_adapter_was_not_trained_against(trained):
+    """A dataset rebuilt with another split seed puts training samples into the test split."""
+    troupe("convert", "demo", "troupe.dataset.split.seed=7", root=trained)
+    refused = troupe("evaluate", "demo", root=trained, check=False)
+    assert refused.returncode == 1 and "rebuilt after the adapter was trained" in refused.stderr
+    troupe("convert", "demo", root=trained)  # back to the splits it was trained on
+    test_split = load_recipe("demo", root=trained).layout.split("test")
+    original = test_split.read_text(encoding="utf-8")
+    test_split.write_text(original.replace("\n", "\n", 1)[: len(original) // 2], encoding="utf-8")
+    edited = troupe("evaluate", "demo", root=trained, check=False)
+    assert edited.returncode == 1 and "does not match its manifest" in edited.stderr
+    test_split.write_text(original, encoding="utf-8")
+
+
 def test_a_merged_model_from_an_older_adapter_is_never_served(trained):
     assert provenance.model_to_load(load_recipe("demo", root=trained).layout).kind == "merged"
     troupe("train", "demo", *QUICK, "lora_r=4", root=trained)

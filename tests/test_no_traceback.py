@@ -65,7 +65,8 @@ SPECIFIC = {
     "compare": [(["no_such_run"], "no recipe named 'no_such_run'"), (["bad/metrics.json"], "not a metrics.json")],
     "tiny-model": [
         (["--recipe", "latin"], "latin.yaml:2"),
-        (["--out", "../outside"], "--out ../outside: contains '..'"),
+        (["--out", "../outside"], "--out '../outside' contains '..'"),
+        (["--out", "outputs/demo/merged"], "is not a folder under models/"),
         (["--arch", "gpt"], "invalid choice: 'gpt'"),
     ],
     "demo": [

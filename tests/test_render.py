@@ -4,7 +4,7 @@ import yaml
 
 from troupe.launch import Launch
 from troupe.recipe import load_recipe
-from troupe.render import CPU_SAFE, SEED_PLUGIN, prepared_path, resolve, resolved_yaml, run_env, write_resolved
+from troupe.render import CPU_SAFE, TROUPE_PLUGIN, prepared_path, resolve, resolved_yaml, run_env, write_resolved
 
 
 def manifest_with(train_sha: str) -> dict:
@@ -20,11 +20,15 @@ def test_troupe_block_is_stripped_and_the_paths_come_from_the_slug(project):
     assert resolve(load_recipe("yoda"), cuda=True).config["lora_model_dir"] == "outputs/leprechaun/adapter"
 
 
-def test_every_adapter_run_is_seeded_before_its_lora_is_drawn(project):
+def test_every_run_gets_troupes_plugin(project):
+    """It seeds before the LoRA is drawn and records a run that reached its end (full fine-tuning too)."""
     liger = "axolotl.integrations.liger.LigerPlugin"
-    assert resolve(load_recipe("demo"), cuda=False).config["plugins"] == [SEED_PLUGIN]
-    assert resolve(load_recipe("kaltsit", [f"plugins=[{liger}]"]), cuda=True).config["plugins"] == [liger, SEED_PLUGIN]
-    assert "plugins" not in resolve(load_recipe("demo", ["adapter=null"]), cuda=False).config  # full fine-tuning
+    assert resolve(load_recipe("demo"), cuda=False).config["plugins"] == [TROUPE_PLUGIN]
+    assert resolve(load_recipe("kaltsit", [f"plugins=[{liger}]"]), cuda=True).config["plugins"] == [
+        liger,
+        TROUPE_PLUGIN,
+    ]
+    assert resolve(load_recipe("demo", ["adapter=null"]), cuda=False).config["plugins"] == [TROUPE_PLUGIN]
 
 
 def test_cpu_forces_safe_settings_and_says_so_in_one_line(project):
@@ -32,7 +36,7 @@ def test_cpu_forces_safe_settings_and_says_so_in_one_line(project):
     resolved = resolve(recipe, cuda=False)
     for key, value in CPU_SAFE.items():
         assert resolved.config[key] == value
-    assert resolved.config["plugins"] == [SEED_PLUGIN] and resolved.config["liger_rms_norm"] is False
+    assert resolved.config["plugins"] == [TROUPE_PLUGIN] and resolved.config["liger_rms_norm"] is False
     (note,) = resolved.notes
     assert note.startswith("no CUDA device: CPU-safe settings applied") and "bf16 True → False" in note
     assert "LigerPlugin" in note
@@ -51,7 +55,19 @@ def test_prepared_cache_is_keyed_on_the_dataset_contents(project):
     first = resolve(recipe, manifest_with("a" * 64), cuda=False).config["dataset_prepared_path"]
     second = resolve(recipe, manifest_with("b" * 64), cuda=False).config["dataset_prepared_path"]
     assert first.startswith("datasets/.prepared/demo/") and first != second
-    assert first == prepared_path(recipe, manifest_with("a" * 64))
+    assert first == prepared_path(recipe, manifest_with("a" * 64), recipe.axolotl)
+
+
+def test_prepared_cache_is_keyed_on_the_tokenizer_files(project):
+    """A base model rebuilt at the same path tokenises differently: the old cache must not be reused."""
+    recipe = load_recipe("demo")
+    folder = project / recipe.axolotl["base_model"]
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.json").write_text('{"version": "1"}')
+    first = resolve(recipe, manifest_with("a" * 64), cuda=False).config["dataset_prepared_path"]
+    (folder / "tokenizer.json").write_text('{"version": "2"}')
+    second = resolve(recipe, manifest_with("a" * 64), cuda=False).config["dataset_prepared_path"]
+    assert first != second
 
 
 def test_resolved_file_is_exactly_the_config_with_overrides_noted(project):

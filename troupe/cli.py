@@ -25,6 +25,7 @@ from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.files import read_utf8
 from troupe.launch import launch_plan
+from troupe.layout import built_model_problem
 from troupe.policy import outside
 from troupe.preflight import WAIT_S
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
@@ -120,7 +121,7 @@ def cmd_step(args) -> int:
     if args.verb == "preprocess":
         pipeline.preprocess(recipe, debug=args.debug)
     elif args.verb == "train":
-        pipeline.train(recipe, launch_of(args), args.parallel, args.dry_run, args.wait)
+        pipeline.train(recipe, launch_of(args), args.parallel, args.dry_run, args.wait, args.resume)
     else:
         {
             "convert": pipeline.convert,
@@ -247,9 +248,12 @@ def cmd_tiny_model(args) -> int:
 
     recipe = load_recipe(args.recipe)
     pipeline.checked_data(recipe)  # a trained tiny model reads the recipe's story, downloading what is missing
-    if args.out and (why := outside(args.out, recipe.root)):
-        raise TroupeError(f"--out {args.out}: {why}; give a folder under the project root")
-    build_tiny(recipe, args.arch, recipe.root / args.out if args.out else None, trained=not args.untrained)
+    out = str(args.out or recipe.axolotl.get("base_model"))
+    if why := outside(out, recipe.root):
+        why = f"'{out}' {why}"
+    if why := why or built_model_problem(out):
+        raise TroupeError(f"{'--out' if args.out else 'base_model'} {why}")
+    build_tiny(recipe, args.arch, recipe.root / out, trained=not args.untrained)
     return 0
 
 
@@ -305,6 +309,7 @@ def _pipeline_verbs(verbs) -> None:
     preprocess.add_argument("--debug", action="store_true", help="show which tokens are trained")
     train = _launch_options(_recipe_verb(verbs, "train", "convert if needed, preprocess, train", cmd_step))
     train.add_argument("--dry-run", action="store_true", help="write the resolved config, print the command")
+    train.add_argument("--resume", action="store_true", help="continue the last interrupted run from its checkpoint")
     _wait_option(train)
     _wait_option(
         _launch_options(_recipe_verb(verbs, "preflight", "prove every node would train the same thing", cmd_preflight))
@@ -379,6 +384,31 @@ def _with_overrides(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return sub
 
 
+BOOLEAN_FLAGS = ("--allow-unsafe", "--force", "--dry-run", "--debug", "--resume", "--untrained")
+YES, NO = ("1", "true", "yes"), ("0", "false", "no", "")
+
+
+def yes_no(flag: str, text: str) -> bool:
+    """The one reading of a yes/no value (make's ALLOW_UNSAFE=0 means no); anything else is an error."""
+    if text.strip().lower() in YES + NO:
+        return text.strip().lower() in YES
+    make_variable = flag.removeprefix("--").replace("-", "_").upper()
+    raise TroupeError(f"{flag} ({make_variable}=…) takes 1/true/yes or 0/false/no, not {text!r}")
+
+
+def with_boolean_values(argv: list[str]) -> list[str]:
+    """`--force=0` → nothing, `--force=yes` → `--force`: a boolean flag may carry a value after '='
+    (the Makefile passes FORCE that way); alone it means yes."""
+    words = []
+    for word in argv:
+        flag, equals, value = word.partition("=")
+        if equals and flag in BOOLEAN_FLAGS:
+            words += [flag] if yes_no(flag, value) else []
+        else:
+            words.append(word)
+    return words
+
+
 QUIET_LOGGERS = ("torchao", "torch.utils._pytree")  # import-time warnings about kernels this run never uses
 
 
@@ -388,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     parser = build_parser()
+    try:
+        argv = with_boolean_values(sys.argv[1:] if argv is None else argv)
+    except TroupeError as error:
+        parser.error(str(error))
     # key=value words may follow options (`preprocess demo --debug max_steps=2`), which argparse's
     # positional matching alone does not allow.
     args, extra = parser.parse_known_args(argv)

@@ -332,6 +332,25 @@ def files_match(recipe: Recipe, manifest: dict) -> bool:
     return True
 
 
+def trained_on_problem(recipe: Recipe, adapter: dict) -> str | None:
+    """Why the splits on disk are not the ones the adapter was trained against (its record's
+    `dataset_splits`), or None. Scoring other splits would score training samples as test ones."""
+    manifest = read_manifest(recipe)
+    rebuild = f"make convert CHARACTER={recipe.slug} with the settings it was trained with, or make train again"
+    if not manifest or not files_match(recipe, manifest):
+        return (
+            f"{recipe.layout.rel(recipe.dataset_dir)} does not match its manifest (edited or half-written): {rebuild}"
+        )
+    splits = {name: entry.get("sha256") for name, entry in manifest["files"].items()}
+    trained = adapter.get("dataset_splits")
+    if splits != trained:
+        return (
+            f"{recipe.layout.rel(recipe.dataset_dir)} was rebuilt after the adapter was trained (its split "
+            f"hashes differ from the adapter's record), so its test split may hold training samples: {rebuild}"
+        )
+    return None
+
+
 def is_current(recipe: Recipe) -> bool:
     """True when the dataset's files are the ones its manifest records, and it was built from the same
     recipe block and source files (a file's presence proves nothing)."""

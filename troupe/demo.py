@@ -11,12 +11,11 @@ converted from its registry package (`troupe base`, troupe/bases.py).
 """
 
 import csv
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from troupe import bases, dataset, pipeline
+from troupe import bases, dataset, pipeline, provenance
 from troupe.errors import TroupeError
 from troupe.evaluation.generation import as_messages
 from troupe.evaluation.report import difference_text, identity_cell, summary_rows, title, training_log
@@ -229,17 +228,13 @@ def _number(value) -> str:
 
 def _base_line(recipe: Recipe) -> str:
     folder = recipe.axolotl["base_model"]
-    packaged = (
-        json.loads((recipe.root / folder / "troupe.json").read_text())
-        if bases.for_base_model(folder, recipe.root)
-        else None
-    )
+    packaged = provenance.read_record(recipe.root / folder) if bases.for_base_model(folder, recipe.root) else None
     if packaged:
         return (
             f"{folder}: {packaged['parameters']:,} parameters, from the registry package {packaged['package']} "
             f"{packaged['package_version']} (GGUF sha256 {packaged['gguf_sha256'][:12]}…)"
         )
-    record = json.loads((recipe.root / folder / "troupe_tiny.json").read_text())
+    record = provenance.json_object(recipe.root / folder / "troupe_tiny.json") or {}
     trained = record.get("trained")
     if not trained:
         return f"{folder}: random, {record['parameters']:,} parameters"

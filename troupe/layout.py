@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "validation", "test")
+MODELS_DIR = "models"  # base models troupe builds (`troupe base`, `troupe tiny-model`), never a slug's
+STEP_DIRS = ("outputs", "datasets")  # what the steps write for each slug
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,25 @@ class Layout:
         lock, or a file under recipes/<slug>/."""
         own_files = {self.rel(p) for p in (self.recipe, self.links, self.lock)}
         return relative in own_files or relative.startswith(self.rel(self.sources) + "/")
+
+
+def base_folder_problem(value: str) -> str | None:
+    """Why a project path may not be a base model (or tokenizer), or None: a folder under outputs/
+    or datasets/ is a character's, which its steps replace (a recipe training on demo's merged model
+    would be rebuilt under it by `troupe tiny-model`, or change when demo is merged again)."""
+    top = Path(value).parts[0] if Path(value).parts else ""
+    if top in STEP_DIRS:
+        steps = f"'{value}' is under {top}/, which troupe's steps write for a character"
+        return f"{steps}: keep base models under {MODELS_DIR}/"
+    return None
+
+
+def built_model_problem(value: str) -> str | None:
+    """Why troupe may not build a model into this project path, or None: only under models/."""
+    parts = Path(value).parts
+    if len(parts) < 2 or parts[0] != MODELS_DIR or ".." in parts:
+        return f"'{value}' is not a folder under {MODELS_DIR}/, where troupe builds base models"
+    return None
 
 
 def is_local_model(value: object, root: Path) -> bool:

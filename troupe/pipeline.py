@@ -113,11 +113,17 @@ def preprocess(recipe: Recipe, debug: bool = False) -> None:
 
 
 def train(
-    recipe: Recipe, launch: Launch = SINGLE, parallel: str | None = None, dry_run: bool = False, wait: int = WAIT_S
+    recipe: Recipe,
+    launch: Launch = SINGLE,
+    parallel: str | None = None,
+    dry_run: bool = False,
+    wait: int = WAIT_S,
+    resume: bool = False,
 ) -> None:
     """Train, first training the stage this recipe starts from (`troupe.after`) if it has no adapter.
     `dry_run` writes the config it would use (outputs/<slug>/train.dry-run.yaml) and prints the commands
-    without running anything; `wait` is how long a multi-node preflight waits for the other nodes."""
+    without running anything; `wait` is how long a multi-node preflight waits for the other nodes;
+    `resume` continues the last interrupted run from its newest checkpoint."""
     if dry_run:
         result = _prepared(recipe, parallel, launch, need_data=False)
         path = write_resolved(recipe, result, recipe.output_dir / "train.dry-run.yaml", "train --dry-run")
@@ -128,22 +134,19 @@ def train(
         return
     if launch.nodes > 1:
         check_master(launch)
-    checked(recipe, need_data=False, parallel=parallel, launch=launch)  # before anything runs
+    _launcher(checked(recipe, need_data=False, parallel=parallel, launch=launch))  # before anything runs
     _train_first_stage(recipe, launch, parallel)
     ensure_base(recipe)
     ensure_dataset(recipe)
     result = _prepared(recipe, parallel, launch)
     if launch.nodes > 1:
         run_preflight(recipe, result, _env(result, recipe.root), wait)
-    run_dir = _new_run(recipe)
+    run_dir = _resumed_run(recipe, result) if resume else _new_run(recipe)
     started = time.perf_counter()
     try:
         _run_training(recipe, result, run_dir)
     except KeyboardInterrupt:
-        print(
-            f"interrupted: the previous adapter is kept; the unfinished run is {recipe.layout.rel(run_dir)}",
-            file=sys.stderr,
-        )
+        print(f"interrupted: {_unfinished(recipe, run_dir)}", file=sys.stderr)
         raise
     _promote(recipe, result, run_dir, time.perf_counter() - started)
 
@@ -172,6 +175,45 @@ def _new_run(recipe: Recipe) -> Path:
     return run_dir
 
 
+def _resumed_run(recipe: Recipe, result: Resolved) -> Path:
+    """The newest interrupted run, continued from its newest checkpoint (Axolotl's
+    `resume_from_checkpoint`) with the config it started with; other unfinished runs are removed."""
+    layout = recipe.layout
+    runs = [run for run in provenance.interrupted_runs(layout) if provenance.checkpoints(run)]
+    if not runs:
+        raise TroupeError(f"nothing to resume: {layout.rel(layout.runs_dir)} holds no unfinished run with a checkpoint")
+    run_dir = runs[-1]
+    started_with = provenance.training_config(layout, run_dir)
+    result.config["output_dir"] = layout.rel(run_dir)
+    changed = sorted(
+        key
+        for key in {*started_with, *result.config} - {"resume_from_checkpoint"}
+        if started_with.get(key) != result.config.get(key)
+    )
+    if changed:
+        raise TroupeError(
+            f"{layout.rel(run_dir)} was started with a different config ({', '.join(changed)}): "
+            f"train from the start without RESUME, or resume with the settings it had"
+        )
+    for stale in provenance.interrupted_runs(layout):
+        if stale != run_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+    checkpoint = provenance.checkpoints(run_dir)[-1]
+    result.config["resume_from_checkpoint"] = layout.rel(checkpoint)  # set by troupe, after the check
+    print(f"resuming {layout.rel(run_dir)} from {checkpoint.name} ({provenance.checkpoint_progress(checkpoint)})")
+    return run_dir
+
+
+def _unfinished(recipe: Recipe, run_dir: Path) -> str:
+    """What a run that stopped before its planned end left, and how to go on."""
+    layout = recipe.layout
+    kept = f"the previous adapter is kept; the unfinished run is {layout.rel(run_dir)}"
+    if saved := provenance.checkpoints(run_dir):
+        progress = provenance.checkpoint_progress(saved[-1])
+        return f"{kept} (checkpoint at {progress}): resume it with make train CHARACTER={recipe.slug} RESUME=1"
+    return f"{kept}, with no checkpoint to resume from"
+
+
 def _run_training(recipe: Recipe, result: Resolved, run_dir: Path) -> None:
     result.config["output_dir"] = recipe.layout.rel(run_dir)
     path = write_resolved(recipe, result, run_dir / "train.resolved.yaml", "train")
@@ -192,6 +234,8 @@ def _promote(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) ->
             print(f"trained {recipe.slug} in {seconds:.0f} s; the adapter was saved on the node of global rank 0")
             return
         raise TroupeError(f"axolotl train exited 0 but saved no weights in {layout.rel(run_dir)}")
+    if provenance.run_finished(run_dir) is None:  # Axolotl saves and exits 0 on Ctrl-C too
+        raise TroupeError(f"training stopped before its planned end: {_unfinished(recipe, run_dir)}")
     record = _training_record(recipe, result, run_dir, seconds)
     provenance.keep_training_log(run_dir)
     provenance.write_record(run_dir, record)
@@ -214,6 +258,7 @@ def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: f
         else None,
         "dataset_splits": {name: entry["sha256"] for name, entry in manifest["files"].items()},
         "adapter_sha256": provenance.weights_sha256(run_dir),
+        "steps": provenance.run_finished(run_dir),
         "versions": provenance.versions(),
         "finished": provenance.timestamp(),
         "seconds": round(seconds, 1),
@@ -239,7 +284,9 @@ def preflight(recipe: Recipe, launch: Launch, parallel: str | None = None, wait:
 
 
 def evaluate(recipe: Recipe) -> dict:
-    provenance.adapter_record(recipe.layout)  # no adapter: say so before anything is loaded
+    adapter = provenance.adapter_record(recipe.layout)  # no adapter: say so before anything is loaded
+    if why := dataset.trained_on_problem(recipe, adapter):
+        raise TroupeError(f"not evaluating: {why}")
     _prepared(recipe)
     scores = evaluation.evaluate(recipe)
     print(evaluation.summary_table(scores))

@@ -24,6 +24,7 @@ from troupe.files import json_text, sha256_file
 from troupe.layout import Layout
 
 RECORD = "troupe.json"
+RUN_FINISHED = "troupe-run-finished.json"  # written by troupe's Axolotl plugin when training reached its end
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json")
 VERSIONED = ("axolotl", "torch", "transformers", "peft", "accelerate")
 
@@ -49,10 +50,16 @@ def run_id() -> str:
 
 def read_record(folder: Path) -> dict | None:
     """A folder's record, or None when it has none (never finished, or not troupe's)."""
+    return json_object(folder / RECORD)
+
+
+def json_object(path: Path) -> dict | None:
+    """A JSON object from a file troupe wrote, or None: missing, unreadable or not an object."""
     try:
-        return json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def write_record(folder: Path, record: dict) -> None:
@@ -74,12 +81,34 @@ def weights_sha256(folder: Path) -> str | None:
 def keep_training_log(run_dir: Path) -> None:
     """The newest checkpoint's trainer_state.json (losses per step) beside the final weights, then
     the checkpoints removed: the promoted folder holds the model, not its optimizer states."""
-    checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0))
-    state = checkpoints[-1] / "trainer_state.json" if checkpoints else None
-    if state and state.is_file() and not (run_dir / "trainer_state.json").is_file():
+    saved = checkpoints(run_dir)
+    state = saved[-1] / "trainer_state.json" if saved else None
+    if state and not (run_dir / "trainer_state.json").is_file():
         shutil.copy2(state, run_dir / "trainer_state.json")
-    for checkpoint in checkpoints:
+    for checkpoint in checkpoints(run_dir, complete=False):
         shutil.rmtree(checkpoint, ignore_errors=True)
+    (run_dir / RUN_FINISHED).unlink(missing_ok=True)
+
+
+def run_finished(run_dir: Path) -> dict | None:
+    """The plugin's record that this run's training loop reached its end (steps done and planned),
+    or None: Axolotl exits 0 after a Ctrl-C too, with the half-trained weights saved."""
+    return json_object(run_dir / RUN_FINISHED)
+
+
+def checkpoints(run_dir: Path, complete: bool = True) -> list[Path]:
+    """A run's checkpoint-<step> folders, oldest first: those the Trainer finished writing (it writes
+    trainer_state.json last; a Ctrl-C while saving leaves one without it), or all of them."""
+    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.rpartition("-")[2].isdigit()]
+    found = [p for p in found if not complete or (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.rpartition("-")[2]))
+
+
+def checkpoint_progress(checkpoint: Path) -> str:
+    """'step N of M' from a checkpoint's trainer state, or its folder name."""
+    state = json_object(checkpoint / "trainer_state.json") or {}
+    step, planned = state.get("global_step"), state.get("max_steps")
+    return f"step {step} of {planned}" if isinstance(step, int) and isinstance(planned, int) else checkpoint.name
 
 
 def interrupted_runs(layout: Layout) -> list[Path]:
@@ -110,17 +139,19 @@ def adapter_record(layout: Layout) -> dict:
     return record
 
 
-def training_config(layout: Layout) -> dict:
-    """The config Axolotl trained the current adapter with (adapter/train.resolved.yaml)."""
+def training_config(layout: Layout, folder: Path | None = None) -> dict:
+    """The config Axolotl trained with: the current adapter's, or a run folder's (train.resolved.yaml)."""
     import yaml
 
-    path = layout.adapter_dir / "train.resolved.yaml"
+    path = (folder or layout.adapter_dir) / "train.resolved.yaml"
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        why = "not a mapping"
     except (OSError, yaml.YAMLError) as exc:
-        raise TroupeError(
-            f"{layout.rel(path)} cannot be read ({exc}); train again: make train CHARACTER={layout.slug}"
-        ) from None
+        config, why = None, exc
+    if isinstance(config, dict):
+        return config
+    raise TroupeError(f"{layout.rel(path)} cannot be read ({why}); train again: make train CHARACTER={layout.slug}")
 
 
 def merged_is_current(layout: Layout, adapter: dict) -> bool:

@@ -6,8 +6,9 @@
 What troupe changes, and why:
 - Every path comes from the slug (troupe.layout): the dataset entries read datasets/<slug>/, the
   output goes under outputs/<slug>/, a two-stage recipe starts from its first stage's adapter.
-- Every adapter run gets troupe's Axolotl plugin (troupe/axolotl_plugin.py), which seeds before the
-  LoRA's initial weights are drawn: the same recipe trains the same adapter.
+- Every config gets troupe's Axolotl plugin (troupe/axolotl_plugin.py): it seeds before the LoRA's
+  initial weights are drawn (the same recipe trains the same adapter), and records that a training
+  run reached its planned end (a Ctrl-C'd run also exits 0).
 - `dataset_prepared_path` is keyed on the dataset manifest's sha256: Axolotl's own cache key ignores
   file contents, so a rebuilt dataset would otherwise train on the stale tokenised copy.
 - With no CUDA device, GPU-only settings are turned off (Axolotl's LoRA kernels, bf16/fp16,
@@ -26,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from troupe.errors import TroupeError
-from troupe.files import atomic_write_text, sha256_bytes
+from troupe.files import atomic_write_text, sha256_bytes, sha256_file
 from troupe.launch import SINGLE, Launch
 from troupe.layout import is_local_model
 from troupe.project import did_you_mean, relative_to_root
@@ -45,7 +46,7 @@ CPU_SAFE = {
     "torch_compile": False,
 }
 GPU_ONLY_PLUGIN_WORDS = ("liger", "cut_cross_entropy")
-SEED_PLUGIN = "troupe.axolotl_plugin.SeedBeforeLoRA"  # seeds before PEFT draws a new LoRA's weights
+TROUPE_PLUGIN = "troupe.axolotl_plugin.TroupePlugin"  # seeds the LoRA; records a run that reached its end
 PARALLEL_DIR = Path(__file__).resolve().parent.parent / "configs" / "parallel"
 
 
@@ -99,10 +100,30 @@ def parallel_settings(name: str, root: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def prepared_path(recipe: Recipe, manifest: dict) -> str:
-    """datasets/.prepared/<slug>/<hash of the splits' sha256>: a changed split means a new cache."""
+def prepared_path(recipe: Recipe, manifest: dict, config: dict) -> str:
+    """datasets/.prepared/<slug>/<hash>: of the splits' sha256 and the tokenizer's files, so a changed
+    split or a rebuilt tokenizer at the same path means a new cache."""
     digests = "".join(manifest["files"][name]["sha256"] for name in sorted(manifest["files"]))
+    digests += tokenizer_digest(config, recipe.root)
     return recipe.layout.rel(recipe.layout.prepared(sha256_bytes(digests.encode())[:16]))
+
+
+TOKENIZER_FILES = (
+    "tokenizer.json tokenizer_config.json tokenizer.model special_tokens_map.json added_tokens.json vocab.json "
+    "merges.txt chat_template.jinja"
+).split()
+
+
+def tokenizer_digest(config: dict, root: Path) -> str:
+    """The sha256 of every tokenizer file of a local tokenizer (or base model) folder and of a
+    template file: what tokenising reads besides the splits. A hub id is its name (Axolotl keys on it)."""
+    folder = next(
+        (v for v in (config.get("tokenizer_config"), config.get("base_model")) if is_local_model(v, root)), None
+    )
+    files = [root / folder / name for name in TOKENIZER_FILES] if folder else []
+    template = config.get("chat_template_jinja")
+    files += [root / template] if isinstance(template, str) and (root / template).is_file() else []
+    return "".join(f"{path.name}:{sha256_file(path)}" for path in files if path.is_file())
 
 
 def with_layout_paths(recipe: Recipe, config: dict) -> None:
@@ -117,11 +138,10 @@ def with_layout_paths(recipe: Recipe, config: dict) -> None:
         config["lora_model_dir"] = layout.rel(first.layout.adapter_dir)  # start from its adapter
 
 
-def with_seeded_adapter(config: dict) -> None:
-    """troupe's plugin in the config of every adapter run: without it, the adapter's initial weights
-    (and so the trained adapter) change from run to run whatever `seed` says (troupe/axolotl_plugin.py)."""
-    if config.get("adapter"):
-        config["plugins"] = [*(p for p in config.get("plugins") or [] if p != SEED_PLUGIN), SEED_PLUGIN]
+def with_troupe_plugin(config: dict) -> None:
+    """troupe's plugin in every config (troupe/axolotl_plugin.py): without it the adapter's initial
+    weights change from run to run whatever `seed` says, and an interrupted run looks finished."""
+    config["plugins"] = [*(p for p in config.get("plugins") or [] if p != TROUPE_PLUGIN), TROUPE_PLUGIN]
 
 
 def cpu_adjustments(config: dict) -> list[str]:
@@ -165,10 +185,10 @@ def resolve(
     if parallel:
         config.update(parallel_settings(parallel, recipe.root))
     with_layout_paths(recipe, config)
-    with_seeded_adapter(config)
+    with_troupe_plugin(config)
     notes = []
     if manifest:
-        config["dataset_prepared_path"] = prepared_path(recipe, manifest)
+        config["dataset_prepared_path"] = prepared_path(recipe, manifest, config)
     cuda = cuda_available() if cuda is None else cuda
     env = {}
     if not cuda:

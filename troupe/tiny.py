@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from troupe.files import json_text, read_jsonl, sha256_bytes
+from troupe.provenance import json_object
 
 BASE_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>"]
 GEMMA4_TOKENS = [
@@ -247,7 +248,7 @@ def build_tiny_model(
     settings = [arch, VOCAB_SIZE, seed, shape, CHAT_TEMPLATE, PRETRAINING if conversations else None]
     stamp = sha256_bytes(json.dumps([texts, conversations, settings], ensure_ascii=False).encode())
     stamp_file = out / "troupe_tiny.json"
-    if stamp_file.is_file() and json.loads(stamp_file.read_text())["stamp"] == stamp:
+    if (json_object(stamp_file) or {}).get("stamp") == stamp:
         return False
     if arch == "gemma4":
         from axolotl.utils.chat_templates import get_chat_template

@@ -103,7 +103,19 @@ def engine_problems(recipe: Recipe, resolved: Resolved) -> list[Problem]:
     where = relative_to_root(recipe.path, recipe.root)
     problems = axolotl_problems(resolved, where) + ray_problems(resolved, where)
     problems += deepspeed_problems(resolved.config, recipe.root, where)
+    problems += template_file_problems(recipe.axolotl, recipe.root, where)
     return problems + seed_problems(recipe.axolotl, where) + eot_problems(recipe.axolotl, recipe.root, where)
+
+
+def template_file_problems(config: dict, root: Path, where: str) -> list[Problem]:
+    """`chat_template_jinja` that is not inline Jinja must be a file: Axolotl takes any other text
+    as the template itself, which renders no turns, so training would report loss 0 and finish."""
+    value = config.get("chat_template_jinja")
+    if not isinstance(value, str) or policy.is_inline_template(value) or (root / value).is_file():
+        return []
+    what = "a folder" if (root / value).is_dir() else "not there"
+    fix = "name a .jinja file in the project, or write the template inline"
+    return [Problem(where, "chat_template_jinja", f"template file '{value}' is {what}", fix)]
 
 
 def missing_inputs(recipe: Recipe) -> list[Problem]:
