@@ -93,6 +93,20 @@ def test_the_fingerprint_follows_every_input(demo, project):
     assert len(staged["adapter outputs/first"]) == 64
 
 
+def test_files_the_config_names_are_compared_by_content(demo, project):
+    """Two nodes that name the same template file or base model folder but hold different files differ."""
+    (project / "recipes" / "turns.jinja").write_text("{{ messages }}", encoding="utf-8")
+    model = project / "models" / "tiny"
+    model.mkdir(parents=True)
+    (model / "tokenizer.json").write_text("{}", encoding="utf-8")
+    recipe = load_recipe("demo", ["chat_template_jinja=recipes/turns.jinja"])
+    before = facts_of(recipe)["facts"]
+    (project / "recipes" / "turns.jinja").write_text("{{ messages | reverse }}", encoding="utf-8")
+    (model / "tokenizer.json").write_text('{"changed": 1}', encoding="utf-8")
+    after = facts_of(recipe)["facts"]
+    assert [k for k in before if before[k] != after[k]] == ["file recipes/turns.jinja", "model models/tiny"]
+
+
 def test_a_node_alone_stops_after_the_wait_with_the_cause(demo, project):
     """Nobody else comes: torchrun's rendezvous gives up after `wait` seconds, and so does troupe."""
     with socket.socket() as probe:

@@ -22,9 +22,10 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from troupe import provenance
+from troupe import policy, provenance
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, sha256_bytes, sha256_file
+from troupe.layout import is_local_model
 from troupe.project import relative_to_root
 
 WAIT_S = 600  # nodes may reach the preflight minutes apart (one converting its dataset, one not)
@@ -36,6 +37,8 @@ FIXES = {
     "recipe": "copy the recipe from node 0 (or check out the same revision)",
     "split": "copy datasets/ from node 0, or rebuild from the same sources (make convert)",
     "adapter": "copy the first stage's adapter from the node that trained it",
+    "file": "copy the file from node 0 (or check out the same revision)",
+    "model": "copy the model folder from node 0, or build it the same way (make base, troupe tiny-model)",
     "version": "install every machine from the same requirements.lock (make setup)",
     "troupe": "check out the same troupe revision on every machine",
 }
@@ -51,30 +54,44 @@ def fingerprint(recipe, resolved) -> dict:
         "launch": f"NODES={resolved.launch.nodes} GPUS={resolved.launch.gpus}",
         "config": sha256_bytes(config.encode()),
         f"recipe {relative_to_root(recipe.path, recipe.root)}": sha256_file(recipe.path),
-        **{f"{kind} {path}": digest(recipe.root / path) for kind, path in training_inputs(resolved.config)},
+        **{
+            f"{kind} {path}": digest(recipe.root / path, kind)
+            for kind, path in training_inputs(resolved.config, recipe.root)
+        },
         **{f"version {name}": version for name, version in provenance.versions().items()},
         "troupe source": source_digest(),
     }
     return {"node": resolved.launch.node_rank, "host": socket.gethostname(), "facts": facts}
 
 
-def training_inputs(config: dict) -> list[tuple[str, str]]:
-    """Local files the run reads besides the config: dataset splits and a starting adapter."""
+def training_inputs(config: dict, root: Path) -> list[tuple[str, str]]:
+    """Local files the run reads besides the config, compared by content (two nodes can name the same
+    path and hold different files): dataset splits, a starting adapter, every key that names a file
+    (chat template, DeepSpeed settings) and a local base model or tokenizer folder."""
     inputs = [
         ("split", str(entry["path"]))
         for name in ("datasets", "test_datasets")
         for entry in config.get(name) or []
         if isinstance(entry, dict) and entry.get("path")
     ]
-    return inputs + ([("adapter", str(config["lora_model_dir"]))] if config.get("lora_model_dir") else [])
+    inputs += [("adapter", str(config["lora_model_dir"]))] if config.get("lora_model_dir") else []
+    named_files = sorted(policy.TEMPLATE | policy.PARALLEL)
+    inputs += [("file", config[key]) for key in named_files if _is_file(config.get(key), root)]
+    return inputs + [("model", config[key]) for key in sorted(policy.MODEL) if is_local_model(config.get(key), root)]
 
 
-def digest(path: Path) -> str:
-    """sha256 of a file; of a folder, over its adapter files (the weights PEFT loads, not the
-    checkpoints beside them); 'missing' when there is nothing."""
+def _is_file(value: object, root: Path) -> bool:
+    return isinstance(value, str) and bool(value) and "\0" not in value and (root / value).is_file()
+
+
+def digest(path: Path, kind: str = "file") -> str:
+    """sha256 of a file; of an adapter folder, over its adapter files (the weights PEFT loads, not
+    the checkpoints beside them); of a model folder, over every file in it; 'missing' when there
+    is nothing."""
     if path.is_file():
         return sha256_file(path)
-    files = sorted(path.glob("adapter_*")) if path.is_dir() else []
+    pattern = "adapter_*" if kind == "adapter" else "*"
+    files = sorted(f for f in path.glob(pattern) if f.is_file()) if path.is_dir() else []
     if not files:
         return "missing"
     return sha256_bytes("".join(f"{f.name} {sha256_file(f)}\n" for f in files).encode())
