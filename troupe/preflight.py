@@ -5,7 +5,8 @@
     (a multi-node `troupe train` runs it first by itself)
 
 Each node writes its fingerprint (outputs/<slug>/preflight.json): sha256 of the resolved config, the
-recipe file, every local file training reads (dataset splits, a first stage's adapter) and troupe's
+recipe file, every local file training reads (dataset splits, a first stage's adapter, a chat
+template or DeepSpeed file, a local base model folder: by content, not name) and troupe's
 own source, plus the versions of troupe, Axolotl, torch, transformers, peft and accelerate, and
 NODES × GPUS. torchrun starts one process per node (`python -m troupe.preflight`, c10d rendezvous at
 MASTER's port + 1, so it never meets the training rendezvous); the processes exchange fingerprints
