@@ -67,3 +67,25 @@ def test_the_check_names_the_key_and_its_ceiling_in_one_line(project, capsys):
     err = capsys.readouterr().err
     assert "recipes/demo.yaml: troupe.evaluate.judge_repeats: Input should be less than or equal to 10" in err
     assert "Traceback" not in err
+
+
+# ---- item 11: W&B is refused like MLflow and Comet -------------------------------------------------
+
+
+@pytest.mark.parametrize("override", ["use_wandb=true", "wandb_project=my-runs"])
+def test_wandb_logging_is_refused_without_allow_unsafe(project, override):
+    key = override.partition("=")[0]
+    assert "unsafe: publishes" in problems_of(load_recipe("demo", [override])).get(key, "")
+    assert key not in problems_of(load_recipe("demo", [override], allow_unsafe=True))
+
+
+@pytest.mark.parametrize("override", ["wandb_mode=disabled", "wandb_mode=offline", "use_wandb=false", "wandb_project="])
+def test_wandb_settings_that_log_nothing_pass(project, override):
+    assert override.partition("=")[0] not in problems_of(load_recipe("demo", [override]))
+
+
+def test_no_shipped_recipe_turns_on_wandb():
+    from helpers import REPO
+
+    for path in sorted((REPO / "recipes").glob("*.yaml")):
+        assert "wandb" not in path.read_text(encoding="utf-8"), path.name

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from troupe.errors import Problem
+from troupe.layout import base_folder_problem
 
 FIX = "remove it, or run with --allow-unsafe (ALLOW_UNSAFE=1) if you trust this recipe"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -96,7 +97,7 @@ INERT = _names("""
     include_tokens_per_second include_tkps gc_steps torch_empty_cache_steps gc_collect_steps
     generate_samples num_generation_samples generation_max_new_tokens generation_temperature
     generation_top_p generation_top_k generation_prompt_ratio generation_do_sample
-    use_wandb wandb_project wandb_name wandb_run_id wandb_mode wandb_watch
+    wandb_name wandb_run_id wandb_mode wandb_watch
     rl reward_model process_reward_model center_rewards_coefficient num_labels qat quantization
     rl_beta dpo_beta dpo_use_weighting dpo_label_smoothing dpo_use_logits_to_keep dpo_generate_during_eval
     dpo_norm_loss dpo_use_liger_kernel dpo_padding_free dpo_loss_type dpo_loss_weights rpo_alpha
@@ -119,6 +120,8 @@ CHOICES = {
     "large_head_attention": _names("sdpa auto triton_flash"),
     "experts_implementation": _names("eager grouped_mm batched_mm"),
 }
+# W&B logs a run (with the user's login) only when `use_wandb` or `wandb_project` turns it on
+# (Axolotl's setup_wandb_env_vars): those two are refused; wandb_name, wandb_mode … stay inert.
 DENIED = {
     "runs Python code that is not Axolotl's or troupe's": _names("""
         trust_remote_code trainer_cls torchdistx_path use_kernels trl ebft use_onebitllms"""),
@@ -127,6 +130,7 @@ DENIED = {
         model_quantization_config_kwargs dynamic_checkpoint"""),
     "publishes the model, the data or the run outside this machine": _names("""
         hub_model_id hub_strategy hub_revision push_dataset_to_hub wandb_entity wandb_log_model
+        use_wandb wandb_project
         use_mlflow mlflow_tracking_uri mlflow_experiment_name mlflow_run_name hf_mlflow_log_artifacts
         use_comet comet_api_key comet_workspace comet_project_name comet_experiment_key comet_mode
         comet_online comet_experiment_config use_trackio trackio_project_name trackio_run_name
@@ -201,6 +205,8 @@ def model_problem(value: object, root: Path) -> str | None:
     """A base model or tokenizer: a hub id ("org/name"), or a folder inside the project."""
     if not isinstance(value, str) or not value:
         return None  # a wrong type is Axolotl's validator's to report
+    if why := base_folder_problem(value):
+        return why
     if (root / value).is_dir() and not value.startswith(("/", "~")):
         return outside(value, root)
     if HUB_ID_RE.match(value) or IDENTIFIER_RE.match(value):
