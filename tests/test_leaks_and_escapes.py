@@ -198,3 +198,47 @@ def test_control_characters_in_a_shares_file_names_are_shown_escaped(project, tm
     shared.write_text(yaml.safe_dump(document), encoding="utf-8")
     assert main(["import", str(shared)]) == 1
     shown_escaped(capsys.readouterr().err)
+
+
+# ---- a share import is all or nothing -------------------------------------------------------------
+
+
+def files_under(root: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `root`."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    "files, says",
+    [
+        (
+            {"recipes/fog/a.txt": "x", "recipes/fog/a.txt/b.txt": "y"},
+            "recipes/fog/a.txt/b.txt",
+        ),  # a file, then a folder
+        ({"recipes/fog.urls.txt": "x", f"recipes/fog/{'n' * 300}.txt": "y"}, "File name too long"),
+    ],
+)
+def test_a_share_import_that_fails_halfway_leaves_nothing(project, tmp_path, capsys, files, says):
+    document = {"troupe_share": 1, "slug": "fog", "recipe": "troupe: {}\n", "files": files}
+    document["lock"] = {"splits": {}, "sources": [], "counts": {}, "missing": []}
+    shared = tmp_path / "fog.recipe.yaml"
+    shared.write_text(yaml.safe_dump(document), encoding="utf-8")
+    before = files_under(project)
+    assert main(["import", str(shared)]) == 1
+    err = capsys.readouterr().err
+    assert files_under(project) == before
+    assert len(err.strip().splitlines()) == 1 and says in err and "nothing was written" in err
+
+
+def test_a_forced_import_replaces_the_slugs_folder_whole(project, tmp_path):
+    (project / "recipes" / "fog").mkdir()
+    (project / "recipes" / "fog" / "stale.json").write_text("[]", encoding="utf-8")
+    (project / "recipes" / "fog.yaml").write_text("troupe: {}\n", encoding="utf-8")
+    document = {"troupe_share": 1, "slug": "fog", "recipe": "troupe: {}\n", "files": {"recipes/fog/new.json": "[]"}}
+    document["lock"] = {"splits": {}, "sources": [], "counts": {}, "missing": []}
+    shared = tmp_path / "fog.recipe.yaml"
+    shared.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert main(["import", str(shared)]) == 1  # recipes/fog and recipes/fog.yaml exist
+    assert main(["import", str(shared), "--force"]) == 0
+    assert sorted(p.name for p in (project / "recipes" / "fog").iterdir()) == ["new.json"]
+    assert not [p for p in (project / "recipes").iterdir() if p.name.startswith(".")]  # nothing staged is left

@@ -98,12 +98,20 @@ def new_dir_beside(dest: Path) -> Path:
 
 
 def replace_dir(built: Path, dest: Path) -> None:
-    """Put a folder built by `new_dir_beside` in place of `dest`: the old one is renamed aside, the new
-    one renamed in, then the old one deleted. A crash in between leaves no `dest` — missing, never a
-    mixture of old and new files."""
+    """Put a folder (or a file) built beside `dest`, e.g. by `new_dir_beside`, in place of `dest`: the
+    old one is renamed aside, the new one renamed in, then the old one deleted. A crash in between
+    leaves no `dest` — missing, never a mixture of old and new files."""
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     if dest.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        remove(old)
         os.replace(dest, old)
     os.replace(built, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    remove(old)
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a whole folder, if there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -13,7 +13,8 @@ are redacted wherever they stand, comments and the link list included: troupe.re
 A shared file is untrusted (SECURITY.md). `import` checks its shape (`ShareDocument`, the lock
 included) and the recipe's safety policy before writing anything, and writes only what belongs to
 the shared slug: recipes/<slug>.yaml, its lock, its link list and text files under recipes/<slug>/
-— never a .py file, never another recipe's file, never over an existing file without FORCE=1.
+— never a .py file, never another recipe's file, never over an existing file without FORCE=1. It is
+written aside first and moved in whole (`write_import`): an import that fails leaves nothing.
 """
 
 import json
@@ -28,7 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from troupe import __version__, dataset, pipeline, policy, validate
 from troupe.errors import TroupeError
-from troupe.files import atomic_write_text, json_text, read_utf8, sha256_bytes, sha256_file
+from troupe.files import (
+    atomic_write_text,
+    json_text,
+    new_dir_beside,
+    read_utf8,
+    replace_dir,
+    sha256_bytes,
+    sha256_file,
+)
 from troupe.layout import SPLITS, Layout
 from troupe.project import SLUG_RE
 from troupe.recipe import MAX_RECIPE_BYTES, Recipe, parse_yaml
@@ -219,16 +228,42 @@ def import_share(path: Path, root: Path, force: bool = False, allow_unsafe: bool
     layout = Layout(root, document.slug)
     refused = [why for name in document.files if (why := file_problem(name, layout))]
     writes = planned_writes(document, layout) if not refused else {}
-    existing = [layout.rel(p) for p in writes if p.exists()]
+    existing = [layout.rel(p) for p in replaced(writes, layout) if p.exists()]
     if existing and not force:
-        refused.append(f"{', '.join(existing)} exists; pass FORCE=1 (--force) to overwrite it")
+        refused.append(f"{', '.join(existing)} exists; pass FORCE=1 (--force) to replace it")
     if not allow_unsafe:
         refused += [str(p) for p in unsafe_problems(document.recipe, layout)]
     if refused:
         raise TroupeError(f"refused {path.name}; nothing was written:\n" + "\n".join(f"  {why}" for why in refused))
-    for target, text in writes.items():
-        atomic_write_text(target, text)
+    write_import(writes, layout, path.name)
     return layout.recipe
+
+
+def replaced(writes: dict[Path, str], layout: Layout) -> list[Path]:
+    """What an import puts in place, each as one unit, the recipe last: recipes/<slug>/ whole (when the
+    share has files in it: a story left from before would be read with the new ones), the link list,
+    the lock, the recipe."""
+    recipes = layout.recipe.parent
+    return list(dict.fromkeys(recipes / target.relative_to(recipes).parts[0] for target in writes))
+
+
+def write_import(writes: dict[Path, str], layout: Layout, share_name: str) -> None:
+    """Write every file into a folder beside recipes/<slug>/, then move each unit in: a file that cannot
+    be written (a name too long, a file where a folder must go) fails the import with nothing in place."""
+    recipes = layout.recipe.parent
+    stage = new_dir_beside(layout.sources)
+    try:
+        for target, text in writes.items():
+            try:
+                atomic_write_text(stage / target.relative_to(recipes), text)
+            except OSError as exc:
+                raise TroupeError(
+                    f"refused {share_name}; nothing was written: {layout.rel(target)}: {exc.strerror or exc}"
+                ) from None
+        for unit in replaced(writes, layout):
+            replace_dir(stage / unit.name, unit)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def unsafe_problems(text: str, layout: Layout) -> list:
