@@ -6,9 +6,11 @@ port with one line."""
 
 import json
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -242,3 +244,36 @@ def test_a_forced_import_replaces_the_slugs_folder_whole(project, tmp_path):
     assert main(["import", str(shared), "--force"]) == 0
     assert sorted(p.name for p in (project / "recipes" / "fog").iterdir()) == ["new.json"]
     assert not [p for p in (project / "recipes").iterdir() if p.name.startswith(".")]  # nothing staged is left
+
+
+# ---- the server ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}',
+        '{"model": "demo", "messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
+    ],
+)
+def test_a_lone_surrogate_in_any_request_string_is_a_400(body):
+    from fastapi.testclient import TestClient
+
+    from troupe.serve import create_app
+
+    client = TestClient(create_app(SimpleNamespace(name="demo")), raise_server_exceptions=False)
+    response = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "surrogate" in response.json()["error"]["message"]
+
+
+def test_a_busy_port_is_one_line_and_nothing_claims_to_serve(project, monkeypatch, capsys):
+    import troupe.serve
+
+    monkeypatch.setattr(troupe.serve, "Character", lambda recipe: pytest.fail("the model loaded before the port"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "demo", "--port", str(port)]) == 1
+    out, err = capsys.readouterr()
+    assert "serving" not in out and len(err.strip().splitlines()) == 1 and f"port {port}" in err

@@ -9,12 +9,14 @@ outputs/<slug>/merged exists, else the base model with the adapter. The recipe's
 applied unless a request brings its own. One generation runs at a time (requests queue), so any
 number of clients can connect. Limits, each answered with a JSON error in OpenAI's shape:
 - a body over MAX_BODY_BYTES → 413, refused before it is parsed;
-- malformed JSON, unknown roles, `n` other than 1, text that is not valid Unicode (a lone
-  surrogate) or holds control characters, a prompt + max_tokens over the model's context → 400;
+- malformed JSON, unknown roles, `n` other than 1, any string (the model's name too) that is not
+  valid Unicode (a lone surrogate) or holds control characters, a prompt + max_tokens over the
+  model's context → 400;
 - a generation stops after MAX_SECONDS (finish_reason "length"), or at the next token once the
   client has disconnected (stream or not), so an abandoned request never holds the queue;
 - an error during a stream ends it with an `error` event, then `[DONE]`.
-The terminal chat keeps the conversation inside the model's context by forgetting the oldest
+The port is bound before the model loads and before "serving on …" is printed: a port in use is a
+one-line error. The terminal chat keeps the conversation inside the model's context by forgetting the oldest
 exchanges, and says so.
 """
 
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -255,7 +258,15 @@ def _request_model():
     """The body of /v1/chat/completions: OpenAI's fields that troupe honours, checked on arrival."""
     from pydantic import BaseModel, Field, field_validator
 
-    class Message(BaseModel):
+    class Checked(BaseModel):
+        @field_validator("*")
+        @classmethod
+        def _encodable(cls, value):  # every string may be echoed back (a 404 names the model): UTF-8 text
+            if isinstance(value, str) and (problem := text_problem(value)):
+                raise ValueError(problem)
+            return value
+
+    class Message(Checked):
         role: str = Field(pattern="^(system|user|assistant)$")
         content: str | list[dict]
 
@@ -269,7 +280,7 @@ def _request_model():
                 raise ValueError(problem)
             return text
 
-    class ChatRequest(BaseModel):
+    class ChatRequest(Checked):
         model: str
         messages: list[Message] = Field(min_length=1)
         max_tokens: int | None = Field(None, ge=1)
@@ -393,26 +404,44 @@ def running(character: Character, port: int = 0, **limits):
     runs; yields its OpenAI base URL (http://127.0.0.1:<port>/v1)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(character, **limits), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.05)
-    if not server.started:
-        raise TroupeError(f"the server did not start on 127.0.0.1:{port}")
+    server = uvicorn.Server(uvicorn.Config(create_app(character, **limits), log_level="warning"))
+    with listening(port) as sock:
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            time.sleep(0.05)
+        if not server.started:
+            raise TroupeError(f"the server did not start on 127.0.0.1:{port}")
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+
+
+def listening(port: int) -> socket.socket:
+    """A socket listening on 127.0.0.1:`port` (0: a free one), for uvicorn to serve on; a port in use
+    is a one-line TroupeError, raised before anything is loaded or announced."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a restart finds it free
     try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise TroupeError(
+            f"cannot serve on 127.0.0.1 port {port}: {exc.strerror}; stop what uses it or pick another (PORT=…)"
+        ) from None
+    return sock
 
 
 def serve(recipe: Recipe, port: int) -> None:
     import uvicorn
 
-    character = Character(recipe)
-    print(f"serving {character.name} on http://127.0.0.1:{port}/v1 (OpenAI-compatible; Ctrl-C stops)")
-    uvicorn.run(create_app(character), host="127.0.0.1", port=port, log_level="warning")
+    with listening(port) as sock:
+        character = Character(recipe)
+        print(f"serving {character.name} on http://127.0.0.1:{port}/v1 (OpenAI-compatible; Ctrl-C stops)")
+        uvicorn.Server(uvicorn.Config(create_app(character), log_level="warning")).run(sockets=[sock])
 
 
 # ---- the terminal chat and the vLLM route ----------------------------------------------------------
