@@ -262,8 +262,12 @@ def discover(options: Options, ctx, names: list[str]) -> tuple[list[str], list[d
         downloads.download(Requester(retry_policy(options)), index, _parse_json_bytes)
     except RuntimeError as exc:
         raise TroupeError(f"could not fetch the story index: {exc}") from None
+    try:
+        stories = index_stories(_load_json(index.dest))
+    except ValueError as exc:  # valid JSON of another shape (a list, a string): a mirror's answer, not a bug
+        raise TroupeError(f"the story index {index_path} from {options.base_url}: {exc}") from None
     refs, unsafe = [], []
-    for story in index_stories(_load_json(index.dest)):
+    for story in stories:
         try:
             refs.append((story, story_ref(options.server, story)))
         except ValueError as exc:

@@ -151,7 +151,6 @@ def test_a_mirror_convert_refuses_is_never_fetched_by_any_verb(verb, tmp_path, m
     assert mirror.requests == [] and "troupe.source.base_url" in err and "is not https" in err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 12: needs converters/arknights.py discover to catch the shape")
 def test_discover_refuses_an_index_that_is_not_an_object_in_one_line(tmp_path, monkeypatch, capsys):
     mirror = Mirror(files={"zh_CN/gamedata/excel/story_review_table.json": b"[1, 2, 3]"})
     try:
