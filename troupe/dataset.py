@@ -35,6 +35,7 @@ from troupe.files import (
 from troupe.project import relative_to_root
 from troupe.recipe import Recipe
 from troupe.records import Line, Reject, Sample, reject_summary
+from troupe.redact import redact
 from troupe.schema import DatasetOptions, Split, TroupeSpec
 
 SPLITS = ("train", "validation", "test")
@@ -461,7 +462,7 @@ def write_dataset(recipe: Recipe, command: str, out: Path) -> dict:
         "versions": {"troupe": __version__},
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(out / "card.md", dataset_card(manifest))
+    atomic_write_text(out / "card.md", redact(dataset_card(manifest)))  # the command line may hold a URL with a login
     atomic_write_text(out / "manifest.json", json_text(manifest))  # last: its presence means complete
     return manifest
 
