@@ -3,6 +3,7 @@ reads has a ceiling and is finite, W&B is refused like MLflow, a value of the wr
 with a NUL byte is a one-line problem, an override that refers to itself is refused, duplicate JSON
 keys and CSV columns never drop data silently, and `troupe new` writes a recipe that reads back."""
 
+import shlex
 import typing
 
 import annotated_types
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 
 import converters
 from troupe.cli import main
+from troupe.errors import TroupeError
 from troupe.recipe import load_recipe
 from troupe.schema import TroupeSpec
 from troupe.validate import data_problems
@@ -89,3 +91,66 @@ def test_no_shipped_recipe_turns_on_wandb():
 
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         assert "wandb" not in path.read_text(encoding="utf-8"), path.name
+
+
+# ---- item 14: values of the wrong type, NUL bytes, self-referencing overrides ----------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "says"),
+    [
+        ("attn_implementation=[sdpa]", "attn_implementation", "is not one of"),
+        ("attn_implementation={sdpa: 1}", "attn_implementation", "is not one of"),
+        ("plugins={axolotl.integrations.liger.LigerPlugin: 1}", "plugins", "a list of plugin class names"),
+        ("plugins=[{a: 1}]", "plugins", "a list of plugin class names"),
+        ("plugins=5", "plugins", "a list of plugin class names"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_a_problem_not_a_crash(project, capsys, override, key, says):
+    assert says in problems_of(load_recipe("demo", [override])).get(key, "")
+    assert main(["check", "demo", override]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["datasets=5", "test_datasets=5", "datasets.0.message_property_mappings=[1]", "plugins=5", "plugins=[a]"],
+)
+def test_a_value_of_the_wrong_type_is_a_problem_with_allow_unsafe_too(project, capsys, override):
+    for unsafe in ([], ["--allow-unsafe"]):
+        assert main(["check", "demo", *unsafe, override]) == 1
+        err = capsys.readouterr().err
+        assert "problem(s)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        'base_model="models/ti\\0ny"',
+        'base_model_config="models/ti\\0ny"',
+        'tokenizer_config="models/ti\\0ny"',
+        'chat_template_jinja="recipes/demo\\0.jinja"',
+        'datasets.0.chat_template_jinja="recipes/demo\\0.jinja"',
+        'troupe.source.files=["recipes/demo/\\0*.json"]',
+    ],
+)
+def test_a_nul_byte_in_a_path_is_a_problem_not_a_crash(project, override):
+    key = override.partition("=")[0].replace(".0.", "[0].")
+    assert "NUL" in problems_of(load_recipe("demo", [override])).get(key, "")
+
+
+@pytest.mark.parametrize("args", ["x=&a [*a]", "troupe.character.name=&a {n: *a}", "seed=[&a [1], *a]"])
+def test_an_override_with_yaml_aliases_is_refused_in_one_line(project, capsys, args):
+    with pytest.raises(TroupeError, match="aliases"):
+        load_recipe("demo", [args])
+    for verb in (["check"], ["train", "--dry-run"], ["share"]):
+        assert main([*verb, "demo", "--args", shlex.quote(args)]) == 1  # ARGS="x='&a [*a]'"
+        err = capsys.readouterr().err
+        assert "aliases" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_recipe_file_that_refers_to_itself_is_refused(project):
+    path = project / "recipes" / "demo.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "loop: &loop [*loop]\n", encoding="utf-8")
+    with pytest.raises(TroupeError, match="aliases expand to more than"):
+        load_recipe("demo")

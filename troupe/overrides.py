@@ -2,7 +2,8 @@
 
 Values are YAML scalars or flow collections (`2`, `true`, `null`, `[a, b]`, `5e-5`); dotted keys
 reach into nested mappings and lists (`troupe.source.base_url=…`, `datasets.0.path=…`). Types are
-checked afterwards by the same validation a recipe gets.
+checked afterwards by the same validation a recipe gets. YAML aliases (`*a`) are refused: one value
+on a command line never needs them, and one that contains itself (`&a [*a]`) never ends.
 """
 
 import re
@@ -23,12 +24,30 @@ class Override:
     text: str  # as the user wrote it, for manifests and the resolved config's header
 
 
+class AliasFound(Exception):
+    pass
+
+
+class ValueLoader(yaml.SafeLoader):
+    """Safe YAML that stops at the first alias."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise AliasFound
+        return super().compose_node(parent, index)
+
+
 def parse_value(text: str) -> Any:
     """YAML for the value, with floats such as '5e-5' (YAML 1.1 reads those as strings) as floats."""
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = yaml.load(text, Loader=ValueLoader) if text.strip() else ""  # noqa: S506 — a SafeLoader
     except (yaml.YAMLError, ValueError, RecursionError):  # kept as text; the type check says what is wrong
         return text
+    except AliasFound:
+        raise TroupeError(
+            f"override value {text!r}: YAML aliases (*name) are refused; write the value out, or quote text "
+            "that starts with '*'"
+        ) from None
     if isinstance(value, str):
         try:
             return float(value) if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value) else value

@@ -184,7 +184,10 @@ def classified_dataset_keys() -> frozenset[str]:
 
 
 def outside(value: str, root: Path) -> str | None:
-    """Why a path would leave the project (or reach a hidden folder such as .git), or None."""
+    """Why a path would leave the project (or reach a hidden folder such as .git), or cannot be a
+    path at all (a NUL byte, which every file function refuses with an exception), or None."""
+    if "\0" in value:
+        return "contains a NUL byte"
     if value.startswith(("/", "~", "\\")) or (len(value) > 1 and value[1] == ":"):
         return "is an absolute path"
     parts = PurePosixPath(value.replace("\\", "/")).parts
@@ -279,15 +282,24 @@ def key_problem(key: str, value: object, root: Path) -> str | None:
         ok = value is None or (isinstance(value, str) and IDENTIFIER_RE.match(value))
         return None if ok else f"'{value}' is not a transformers class name"
     if key in CHOICES:
-        return None if value is None or value in CHOICES[key] else f"'{value}' is not one of {sorted(CHOICES[key])}"
+        ok = value is None or (isinstance(value, str) and value in CHOICES[key])
+        return None if ok else f"'{value}' is not one of {sorted(CHOICES[key])}"
     if key in TEMPLATE:
         return template_problem(value, root)
     if key in PARALLEL:
         return None if value is None else parallel_problem(value)
     if key in PLUGINS:
-        unknown = [p for p in value or [] if p not in REVIEWED_PLUGINS]
-        return f"plugin(s) {unknown} are Python code troupe has not reviewed" if unknown else None
+        return plugins_problem(value)
     return "not on troupe's list of Axolotl keys reviewed as safe (troupe/policy.py)"
+
+
+def plugins_problem(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        return "must be a list of plugin class names"
+    unknown = [p for p in value if p not in REVIEWED_PLUGINS]
+    return f"plugin(s) {unknown} are Python code troupe has not reviewed" if unknown else None
 
 
 def _dataset_findings(config: dict, root: Path):

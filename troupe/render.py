@@ -141,7 +141,9 @@ def with_layout_paths(recipe: Recipe, config: dict) -> None:
 def with_troupe_plugin(config: dict) -> None:
     """troupe's plugin in every config (troupe/axolotl_plugin.py): without it the adapter's initial
     weights change from run to run whatever `seed` says, and an interrupted run looks finished."""
-    config["plugins"] = [*(p for p in config.get("plugins") or [] if p != TROUPE_PLUGIN), TROUPE_PLUGIN]
+    plugins = config.get("plugins") or []
+    if isinstance(plugins, list):  # anything else is Axolotl's validator's to report
+        config["plugins"] = [*(p for p in plugins if p != TROUPE_PLUGIN), TROUPE_PLUGIN]
 
 
 def cpu_adjustments(config: dict) -> list[str]:
@@ -150,11 +152,15 @@ def cpu_adjustments(config: dict) -> list[str]:
         f"{key} {config[key]} → {value}" for key, value in CPU_SAFE.items() if key in config and config[key] != value
     ]
     config.update(CPU_SAFE)
-    plugins = config.get("plugins") or []
-    kept = [p for p in plugins if not any(word in p for word in GPU_ONLY_PLUGIN_WORDS)]
-    if kept != plugins:
-        changed.append("plugins: dropped " + ", ".join(sorted(set(plugins) - set(kept))))
-        config["plugins"] = kept or None
+    plugins = config.get("plugins")
+    gpu_only = (
+        [p for p in plugins if isinstance(p, str) and any(w in p for w in GPU_ONLY_PLUGIN_WORDS)]
+        if isinstance(plugins, list)
+        else []
+    )
+    if gpu_only:
+        changed.append("plugins: dropped " + ", ".join(sorted(set(gpu_only))))
+        config["plugins"] = [p for p in plugins if p not in gpu_only] or None
     for key in [k for k in config if k.startswith("liger_") and config[k]]:
         config[key] = False
         changed.append(f"{key} True → False")

@@ -19,6 +19,7 @@ import functools
 import importlib.util
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -214,20 +215,33 @@ def _fields_at(model: type[BaseModel], loc: list[str]) -> set[str]:
     return set(model.model_fields)
 
 
+def dataset_entries(config: dict) -> Iterator[tuple[str, dict]]:
+    """('datasets[0]', entry) for each mapping in the dataset lists; a list or an entry of another
+    type is Axolotl's validator's to report, and is skipped here."""
+    for list_name in DATASET_LISTS:
+        entries = config.get(list_name)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict):
+                yield f"{list_name}[{i}]", entry
+
+
 def unknown_key_problems(config: dict, where: str, with_plugins: bool = True) -> list[Problem]:
     """Keys Axolotl would silently drop, at the top level and inside each dataset entry. Plugins'
     keys count only `with_plugins` (loading a plugin imports it: never for a refused recipe)."""
-    plugins = tuple(p for p in config.get("plugins") or [] if isinstance(p, str)) if with_plugins else ()
-    known = axolotl_keys(plugins)
-    problems = [_unknown(where, key, key, known) for key in config if key not in known]
-    for list_name in DATASET_LISTS:
-        for i, entry in enumerate(config.get(list_name) or []):
-            if isinstance(entry, dict):
-                problems += [
-                    _unknown(where, f"{list_name}[{i}].{key}", key, dataset_keys())
-                    for key in entry
-                    if key not in dataset_keys()
-                ]
+    plugins = config.get("plugins") if with_plugins else None
+    plugins = tuple(p for p in plugins if isinstance(p, str)) if isinstance(plugins, list) else ()
+    try:
+        known, problems = axolotl_keys(plugins), []
+    except Exception as exc:  # noqa: BLE001 — a plugin (trusted with --allow-unsafe) can fail to load in any way
+        known = axolotl_keys()
+        problems = [
+            Problem(where, "plugins", f"Axolotl cannot load them: {type(exc).__name__}: {exc}", "fix the names")
+        ]
+    problems += [_unknown(where, key, key, known) for key in config if key not in known]
+    for place, entry in dataset_entries(config):
+        problems += [
+            _unknown(where, f"{place}.{key}", key, dataset_keys()) for key in entry if key not in dataset_keys()
+        ]
     return problems
 
 
@@ -362,13 +376,13 @@ def eot_problems(config: dict, root: Path, where: str) -> list[Problem]:
 
 
 def _uses_chat_template(config: dict) -> bool:
-    return any(isinstance(d, dict) and d.get("type") == "chat_template" for d in config.get("datasets") or [])
+    return any(entry.get("type") == "chat_template" for _, entry in dataset_entries(config))
 
 
 def gemma_family(config: dict, root: Path) -> str | None:
     """'gemma4', 'gemma' (2/3) or None, from the template named in the config or the model's own."""
     named = {str(config.get("chat_template") or "")} | {
-        str(d.get("chat_template") or "") for d in config.get("datasets") or [] if isinstance(d, dict)
+        str(entry.get("chat_template") or "") for _, entry in dataset_entries(config)
     }
     named.discard("")
     if named - {"tokenizer_default", "jinja"} and not named & GEMMA_TEMPLATES:
@@ -449,11 +463,8 @@ def written_paths(config: dict):
     """(key, value) of every path a recipe may write that troupe renders."""
     for key in ("output_dir", "dataset_prepared_path", "lora_model_dir"):
         yield key, config.get(key)
-    for list_name in DATASET_LISTS:
-        entries = config.get(list_name)
-        for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            if isinstance(entry, dict):
-                yield f"{list_name}[{i}].path", entry.get("path")
+    for place, entry in dataset_entries(config):
+        yield f"{place}.path", entry.get("path")
 
 
 def rendered_paths(recipe: Recipe) -> dict[str, str]:
@@ -479,40 +490,38 @@ def dataset_shape_problems(recipe: Recipe, where: str) -> list[Problem]:
         else ("messages", {"role": "role", "content": "content"})
     )
     problems = []
-    for list_name in DATASET_LISTS:
-        for i, entry in enumerate(recipe.axolotl.get(list_name) or []):
-            if not isinstance(entry, dict) or entry.get("type") != "chat_template":
-                continue
-            key = f"{list_name}[{i}]"
-            if entry.get("field_messages", "messages") != field:
-                problems.append(
-                    Problem(
-                        where,
-                        f"{key}.field_messages",
-                        f"the {options.format} format keeps turns in '{field}'",
-                        f"set field_messages: {field}",
-                    )
+    for key, entry in dataset_entries(recipe.axolotl):
+        if entry.get("type") != "chat_template":
+            continue
+        if entry.get("field_messages", "messages") != field:
+            problems.append(
+                Problem(
+                    where,
+                    f"{key}.field_messages",
+                    f"the {options.format} format keeps turns in '{field}'",
+                    f"set field_messages: {field}",
                 )
-            actual = {"role": "role", "content": "content", **(entry.get("message_property_mappings") or {})}
-            if {k: actual[k] for k in mapping} != mapping:
-                problems.append(
-                    Problem(
-                        where,
-                        f"{key}.message_property_mappings",
-                        f"does not match the {options.format} format",
-                        f"set message_property_mappings: {mapping}",
-                    )
+            )
+        mappings = entry.get("message_property_mappings")
+        actual = {"role": "role", "content": "content", **(mappings if isinstance(mappings, dict) else {})}
+        if {k: actual[k] for k in mapping} != mapping:
+            problems.append(
+                Problem(
+                    where,
+                    f"{key}.message_property_mappings",
+                    f"does not match the {options.format} format",
+                    f"set message_property_mappings: {mapping}",
                 )
-            if options.builder == "scene" and entry.get("message_field_training") != "train":
-                problems.append(
-                    Problem(
-                        where,
-                        f"{key}.message_field_training",
-                        "scene samples mark each reply with "
-                        "`train`; without it every reply, filtered ones too, is trained",
-                        "set message_field_training: train",
-                    )
+            )
+        if options.builder == "scene" and entry.get("message_field_training") != "train":
+            problems.append(
+                Problem(
+                    where,
+                    f"{key}.message_field_training",
+                    "scene samples mark each reply with `train`; without it every reply, filtered ones too, is trained",
+                    "set message_field_training: train",
                 )
+            )
     return problems
 
 
