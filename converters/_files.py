@@ -4,12 +4,14 @@ from JSON arrays, JSON lines, or JSON objects pretty-printed one after another.
 
     records = json_records(Path("chats.jsonl"), "chats.jsonl", field="messages")   # (position, record) | Reject
 
-A JSON line that does not parse is one reject. An array or pretty-printed file that cannot be read
-to the end fails, naming file:line:column, because what it lost cannot be counted.
+A JSON line that does not parse, or a record that gives a key twice (json would keep the last value
+and drop the others), is one reject. An array or pretty-printed file that cannot be read to the end
+fails, naming file:line:column, because what it lost cannot be counted.
 """
 
 import glob
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,22 @@ def _integer(digits: str) -> int | LongInteger:
         return LongInteger(digits)
 
 
-DECODER = json.JSONDecoder(parse_int=_integer)
+class RepeatedKeys(dict):
+    """A JSON object that gives a key more than once (json would keep the last value and drop the
+    rest without a word), kept with the keys named, so that the record holding it is rejected."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        found = RepeatedKeys(pairs)
+        found.repeated = [key for key, count in Counter(key for key, _ in pairs).items() if count > 1]
+    return found
+
+
+DECODER = json.JSONDecoder(parse_int=_integer, object_pairs_hook=_object)
 
 
 def parse_json(text: str) -> Any:
@@ -79,7 +96,8 @@ def parse_json(text: str) -> Any:
 
 def record_problem(record: Any) -> str | None:
     """Why a parsed record is unusable whatever its fields, with the key path: a character that is
-    not text (`text_problem`), an integer too long to read, or nesting deeper than MAX_DEPTH."""
+    not text (`text_problem`), an integer too long to read, a key given twice, or nesting deeper
+    than MAX_DEPTH."""
     stack = [(record, ())]
     while stack:
         value, path = stack.pop()
@@ -90,6 +108,8 @@ def record_problem(record: Any) -> str | None:
             return f"{where}: an integer of {len(value)} digits (more than Python reads)"
         if isinstance(value, str) and (problem := text_problem(value)):
             return f"{where}: {problem}"
+        if isinstance(value, RepeatedKeys):
+            return f"{where}: key '{value.repeated[0]}' is given twice (one of its values would be lost)"
         if isinstance(value, dict):
             if problem := next(filter(None, map(text_problem, value)), None):
                 return f"{where}: a key has {problem}"

@@ -5,7 +5,8 @@ spaces (a `Question,Answer` header is read with the default names).
     troupe.source: {converter: qa_pairs, files: [recipes/leprechaun/qa.csv]}
     troupe.source: {converter: qa_pairs, files: [recipes/yoda/qa.jsonl], question_field: q, answer_field: a}
 
-A header without the question or answer column is an error naming the columns it has. A row with a
+A header without the question or answer column is an error naming the columns it has; one that
+names a column twice (each row would lose one of its values) is an error naming it. A row with a
 stray quote, the wrong number of columns, an empty question or answer, or a character that is not
 text (a byte that is not UTF-8, NUL) is a counted reject; parsing resumes on the next line, so one
 bad row never swallows the rest.
@@ -71,6 +72,10 @@ def table_records(text: str, delimiter: str, source: str, fields: tuple = ()) ->
 
 
 def _checked_header(header: list[str], fields: tuple, where: str) -> list[str]:
+    """The header, if it names each column once (a row would keep one of two same-named values and
+    lose the other) and has the fields the recipe reads."""
+    if repeated := next((name for name in header if header.count(name) > 1), None):
+        raise TroupeError(f"{where}: the header names '{repeated}' twice; give each column its own name")
     missing = [name for name in fields if field_key(header, name) is None]
     if missing:
         names = " and ".join(f"'{name}'" for name in missing)

@@ -3,6 +3,7 @@ reads has a ceiling and is finite, W&B is refused like MLflow, a value of the wr
 with a NUL byte is a one-line problem, an override that refers to itself is refused, duplicate JSON
 keys and CSV columns never drop data silently, and `troupe new` writes a recipe that reads back."""
 
+import re
 import shlex
 import typing
 
@@ -11,6 +12,8 @@ import pytest
 from pydantic import BaseModel
 
 import converters
+from converters import ReadContext, qa_pairs
+from converters._files import parse_json, record_problem
 from troupe.cli import main
 from troupe.errors import TroupeError
 from troupe.recipe import load_recipe
@@ -154,3 +157,37 @@ def test_a_recipe_file_that_refers_to_itself_is_refused(project):
     path.write_text(path.read_text(encoding="utf-8") + "loop: &loop [*loop]\n", encoding="utf-8")
     with pytest.raises(TroupeError, match="aliases expand to more than"):
         load_recipe("demo")
+
+
+# ---- item 18: duplicate JSON keys and CSV columns --------------------------------------------------
+
+
+def test_a_json_key_given_twice_makes_its_record_a_reject():
+    assert record_problem(parse_json('{"question": "a?", "answer": "b", "answer": "c"}')) == (
+        "record: key 'answer' is given twice (one of its values would be lost)"
+    )
+    nested = parse_json('{"messages": [{"role": "user", "content": "a", "content": "b"}]}')
+    assert record_problem(nested) == "messages.0: key 'content' is given twice (one of its values would be lost)"
+    assert record_problem(parse_json('{"a": {"b": 1}, "c": {"b": 2}}')) is None
+
+
+def context(root) -> ReadContext:
+    return ReadContext(root=root, cache_dir=root / "cache")
+
+
+def test_duplicate_keys_in_json_lines_are_counted_rejects(tmp_path):
+    (tmp_path / "qa.jsonl").write_text(
+        '{"question": "Why?", "answer": "Because."}\n{"question": "How?", "answer": "So.", "answer": "Not so."}\n',
+        encoding="utf-8",
+    )
+    result = qa_pairs.read(qa_pairs.Options(converter="qa_pairs", files=["qa.jsonl"]), context(tmp_path))
+    assert len(result.samples) == 1
+    assert [(r.index, r.reason) for r in result.rejects] == [
+        (2, "record: key 'answer' is given twice (one of its values would be lost)")
+    ]
+
+
+def test_a_csv_header_with_a_column_twice_is_refused(tmp_path):
+    (tmp_path / "qa.csv").write_text("question,answer,answer\nWhy?,Because.,Not so.\n", encoding="utf-8")
+    with pytest.raises(TroupeError, match=re.escape("qa.csv:1: the header names 'answer' twice")):
+        qa_pairs.read(qa_pairs.Options(converter="qa_pairs", files=["qa.csv"]), context(tmp_path))
