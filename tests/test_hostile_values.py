@@ -9,6 +9,7 @@ import typing
 
 import annotated_types
 import pytest
+import yaml
 from pydantic import BaseModel
 
 import converters
@@ -191,3 +192,28 @@ def test_a_csv_header_with_a_column_twice_is_refused(tmp_path):
     (tmp_path / "qa.csv").write_text("question,answer,answer\nWhy?,Because.,Not so.\n", encoding="utf-8")
     with pytest.raises(TroupeError, match=re.escape("qa.csv:1: the header names 'answer' twice")):
         qa_pairs.read(qa_pairs.Options(converter="qa_pairs", files=["qa.csv"]), context(tmp_path))
+
+
+# ---- item 19: `troupe new --name` writes a recipe that reads back ----------------------------------
+
+NAMES = ["a: b", "# not a comment", "- item", "{x}", '"quoted"', "it's", "&anchor", "*alias", "!tag", "|", " x "]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_new_writes_the_name_exactly_and_nothing_more(project, name):
+    assert main(["new", "copy", "--from", "demo", "--name", name]) == 0
+    text = (project / "recipes" / "copy.yaml").read_text(encoding="utf-8")
+    written, original = yaml.safe_load(text), yaml.safe_load((project / "recipes" / "demo.yaml").read_text())
+    expected = original["troupe"]
+    expected["character"]["name"] = name
+    for field in ("system", "user_template"):
+        expected["prompt"][field] = expected["prompt"][field].replace("闻钟", name)
+    assert written == {**original, "troupe": expected}
+    assert data_problems(load_recipe("copy")) == []
+
+
+@pytest.mark.parametrize("name", ["x\ntrust_remote_code: true", "x\rtrust_remote_code: true", "x\u2028y", "x\x00"])
+def test_new_refuses_a_name_that_is_not_one_line_of_text(project, capsys, name):
+    assert main(["new", "copy", "--from", "demo", "--name", name]) == 1
+    assert "is not one line of text" in capsys.readouterr().err
+    assert not (project / "recipes" / "copy.yaml").exists()
