@@ -13,9 +13,10 @@ import time
 import pytest
 from helpers import REPO, plumbing_project, troupe
 
-from troupe import dataset, provenance
+from troupe import dataset, pipeline, provenance
 from troupe.errors import TroupeError
 from troupe.recipe import load_recipe
+from troupe.render import write_resolved
 
 pytestmark = pytest.mark.slow
 
@@ -77,41 +78,37 @@ def test_ctrl_c_during_training_keeps_the_previous_adapter(trained):
     assert "interrupted" in next(line for line in listed.splitlines() if line.startswith("demo "))
 
 
-def test_ctrl_c_that_only_axolotl_sees_promotes_nothing_and_the_run_resumes(trained):
-    """Axolotl catches SIGINT, saves the half-trained model and exits 0. troupe in the background (a
-    shell's `&` job ignores SIGINT) sees only that exit: it must still not promote the run."""
-    before = adapter_sha(trained)
-    env = {**os.environ, "TROUPE_ROOT": str(trained)}
-    settings = ["max_steps=400", "save_steps=2", "eval_steps=1000"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "troupe", "train", "demo", *settings],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
-    runs = trained / "outputs" / "demo" / "runs"
-    saved = "*/checkpoint-2/trainer_state.json"  # written last: the signal lands between steps, not mid-save
-    deadline = time.monotonic() + 300
-    while not list(runs.glob(saved)) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.1)
-    assert list(runs.glob(saved)), "training never got going"
-    os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 1, err
-    assert "training stopped before its planned end" in err and "(checkpoint at step 2 of 400)" in err
-    assert "make train CHARACTER=demo RESUME=1" in err
-    assert adapter_sha(trained) == before
-    (run,) = runs.iterdir()
-    assert provenance.checkpoints(run) and provenance.run_finished(run) is None
+def axolotl_stopped_by_ctrl_c(recipe, result, run_dir):
+    """What `axolotl train` leaves after a SIGINT (its handler saves the model and exits 0): the config
+    it received, half-trained weights, the checkpoints saved so far, and no run-finished record."""
+    result.config["output_dir"] = recipe.layout.rel(run_dir)
+    write_resolved(recipe, result, run_dir / "train.resolved.yaml", "train")
+    (run_dir / "adapter_model.safetensors").write_bytes(b"half-trained")
+    (run_dir / "checkpoint-2").mkdir()
+    (run_dir / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "max_steps": 400}')
+    (run_dir / "checkpoint-4").mkdir()  # being saved when the signal came: not a checkpoint to resume from
 
-    changed = troupe(
-        "train", "demo", "--resume", "max_steps=401", "save_steps=2", "eval_steps=1000", root=trained, check=False
-    )
-    assert changed.returncode == 1 and "started with a different config (max_steps)" in changed.stderr
+
+def test_a_run_that_axolotl_ended_early_with_exit_0_is_not_promoted(trained, monkeypatch):
+    """Ctrl-C that only Axolotl sees (troupe in the background ignores SIGINT, as a shell's `&` job
+    does): troupe sees exit 0 and weights, and must still not promote the run. Resuming with another
+    config is refused. (The plugin's record of a finished run is what every real run here is promoted by.)"""
+    before = adapter_sha(trained)
+    settings = ["max_steps=400", "save_steps=2", "eval_steps=1000"]
+    monkeypatch.setattr(pipeline, "_run_training", axolotl_stopped_by_ctrl_c)
+    with pytest.raises(TroupeError) as stopped:
+        pipeline.train(load_recipe("demo", settings, root=trained))
+    message = str(stopped.value)
+    assert message.startswith("training stopped before its planned end") and "(checkpoint at step 2 of 400)" in message
+    assert "make train CHARACTER=demo RESUME=1" in message
+    assert adapter_sha(trained) == before
+    runs = trained / "outputs" / "demo" / "runs"
+    (run,) = runs.iterdir()
+    assert provenance.checkpoints(run) == [run / "checkpoint-2"] and provenance.run_finished(run) is None
+    with pytest.raises(TroupeError, match=r"started with a different config \(max_steps\)"):
+        pipeline.train(load_recipe("demo", ["max_steps=401", *settings[1:]], root=trained), resume=True)
     assert list(runs.iterdir()) == [run]  # a refused resume removes nothing
+    shutil.rmtree(run)
 
 
 def test_evaluation_refuses_splits_the_adapter_was_not_trained_against(trained):

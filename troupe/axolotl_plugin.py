@@ -30,7 +30,7 @@ class RunFinished(TrainerCallback):
         self.output_dir = Path(output_dir)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        if state.is_local_process_zero:  # each machine keeps its own run folder
             record = {"global_step": state.global_step, "max_steps": state.max_steps}
             (self.output_dir / RUN_FINISHED).write_text(json.dumps(record), encoding="utf-8")
 

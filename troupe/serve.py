@@ -420,13 +420,14 @@ def running(character: Character, port: int = 0, **limits):
 
 
 def listening(port: int) -> socket.socket:
-    """A socket listening on 127.0.0.1:`port` (0: a free one), for uvicorn to serve on; a port in use
-    is a one-line TroupeError, raised before anything is loaded or announced."""
+    """A socket bound to 127.0.0.1:`port` (0: a free one), for uvicorn to serve on; a port in use is a
+    one-line TroupeError, raised before anything is loaded or announced. It is not listening yet:
+    uvicorn listens once the app is ready, so a client that comes while the model loads is refused
+    (and retries) instead of waiting on a connection nobody answers."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a restart finds it free
     try:
         sock.bind(("127.0.0.1", port))
-        sock.listen()
     except OSError as exc:
         sock.close()
         raise TroupeError(
