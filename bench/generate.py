@@ -17,10 +17,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from troupe.demo.tiny import build_tiny_model  # noqa: E402
 from troupe.evaluation.generation import Case, generate, load_model, prompt_text  # noqa: E402
 from troupe.recipe import load_recipe  # noqa: E402
 from troupe.schema import Evaluate  # noqa: E402
-from troupe.tiny import build_tiny_model  # noqa: E402
 
 CHARS = "雾港河面药潮灯下医生病人船长信到了说下去我知道你他她们这那是不在有一个来去好的了吗呢吧"
 

@@ -116,7 +116,7 @@ def build_model(folder: Path, shape: str, samples: list[dict]) -> dict:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from troupe.tiny import BASE_TOKENS, GEMMA4_TOKENS, build_tiny_model, gemma4_model, wrap_tokenizer
+    from troupe.demo.tiny import BASE_TOKENS, GEMMA4_TOKENS, build_tiny_model, gemma4_model, wrap_tokenizer
 
     if shape == "tiny":  # Axolotl cannot load Gemma 4's processor without a CUDA torchvision: the demo's model
         build_tiny_model(folder, [m["content"] for s in samples for m in s["messages"]], arch="llama")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from converters.arknights import Options, parse_story, story_records
+from troupe.converters.arknights import Options, parse_story, story_records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "arknights"
 OPTIONS = Options(converter="arknights", files=["unused"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from converters.arknights import Options, clean_text, parse_story, story_records
+from troupe.converters.arknights import Options, clean_text, parse_story, story_records
 from troupe.records import Line
 
 OPTIONS = Options(converter="arknights", files=["x.json"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from converters._astr import StoryRef, parse_link, read_links
+from troupe.converters._astr import StoryRef, parse_link, read_links
 
 SITE = "https://050644zf.github.io/ArknightsStoryTextReader/"
 

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from troupe import dataset, tiny
-from troupe.demo import base_conversations
+from troupe import dataset
+from troupe.demo import tiny
+from troupe.demo.run import base_conversations
 from troupe.files import read_jsonl, sha256_file
 from troupe.recipe import load_recipe
 from troupe.records import Line

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from converters import ReadContext, poetry, qa_pairs, script, sharegpt
-from converters import messages as messages_converter
-from converters._chat import ChatOptions, clean_turns
-from converters._files import json_records
+from troupe.converters import ReadContext, poetry, qa_pairs, script, sharegpt
+from troupe.converters import messages as messages_converter
+from troupe.converters._chat import ChatOptions, clean_turns
+from troupe.converters._files import json_records
 from troupe.records import Reject
 
 FIXTURES = Path(__file__).parent / "fixtures"

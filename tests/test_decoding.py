@@ -15,7 +15,7 @@ STORY = ["雾港的灯亮了。", "你好，旅人。", "Hello there, traveller.
 def tiny(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from troupe.tiny import build_tiny_model
+    from troupe.demo.tiny import build_tiny_model
 
     folder = tmp_path_factory.mktemp("tiny")
     build_tiny_model(folder, STORY)

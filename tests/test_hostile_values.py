@@ -12,10 +12,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-import converters
-from converters import ReadContext, qa_pairs
-from converters._files import parse_json, record_problem
+from troupe import converters
 from troupe.cli import main
+from troupe.converters import ReadContext, qa_pairs
+from troupe.converters._files import parse_json, record_problem
 from troupe.errors import TroupeError
 from troupe.recipe import load_recipe
 from troupe.schema import TroupeSpec

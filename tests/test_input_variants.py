@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from converters import ReadContext, ReadResult, arknights, messages, poetry, qa_pairs, script, sharegpt
-from converters.arknights import clean_text
 from troupe import dataset
+from troupe.converters import ReadContext, ReadResult, arknights, messages, poetry, qa_pairs, script, sharegpt
+from troupe.converters.arknights import clean_text
 from troupe.errors import TroupeError
 from troupe.files import jsonl_text
 from troupe.recipe import load_recipe

@@ -5,9 +5,9 @@ template (e.g. `chat_template: chatml` on a base without one), that template wou
 
 import pytest
 
+from troupe.demo.tiny import train_tokenizer
 from troupe.errors import TroupeError
 from troupe.merge import restore_tokenizer, verify_chat_template
-from troupe.tiny import train_tokenizer
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ import pytest
 from helpers import REPO
 
 from troupe import cli, dataset
+from troupe.demo.tiny import build_tiny_model, dataset_texts
 from troupe.recipe import load_recipe
-from troupe.tiny import build_tiny_model, dataset_texts
 
 pytestmark = pytest.mark.slow
 LONG_NAME = "a" * 300

@@ -28,7 +28,7 @@ def recipe(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from troupe.tiny import build_tiny_model
+    from troupe.demo.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("serve")
     shutil.copytree(REPO / "recipes", root / "recipes")

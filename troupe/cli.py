@@ -21,6 +21,7 @@ from pathlib import Path
 
 from troupe import pipeline, provenance, validate
 from troupe.dataset import status as dataset_status
+from troupe.demo.tiny import ARCHS
 from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.files import read_utf8
@@ -33,7 +34,6 @@ from troupe.recipe import load_recipe
 from troupe.redact import redact
 from troupe.render import parallel_configs
 from troupe.text import printable
-from troupe.tiny import ARCHS
 from troupe.validate import troupe_problems
 
 
@@ -244,7 +244,7 @@ def _metrics_of(name: str) -> dict:
 
 
 def cmd_tiny_model(args) -> int:
-    from troupe.demo import build_tiny
+    from troupe.demo.run import build_tiny
 
     recipe = load_recipe(args.recipe)
     pipeline.checked_data(recipe)  # a trained tiny model reads the recipe's story, downloading what is missing
@@ -265,7 +265,7 @@ def cmd_base(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from troupe.demo import run_demo
+    from troupe.demo.run import run_demo
 
     run_demo(args.recipe, overrides_of(args))
     return 0

@@ -20,8 +20,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-import converters
-from troupe import __version__
+from troupe import __version__, converters
 from troupe.errors import TroupeError
 from troupe.files import (
     atomic_write_text,

@@ -1,7 +1,7 @@
 """Where a character's files live: every path that derives from a slug, in one place.
 
     layout = Layout(root, "kaltsit")
-    layout.links            recipes/kaltsit.urls.txt     (the story links; converters/arknights.py)
+    layout.links            recipes/kaltsit.urls.txt     (the story links; troupe/converters/arknights.py)
     layout.split("train")   datasets/kaltsit/train.jsonl (written by `convert`, one unit)
     layout.adapter_dir      outputs/kaltsit/adapter      (a finished training run, promoted whole)
 

@@ -101,7 +101,7 @@ def digest(path: Path, kind: str = "file") -> str:
 def source_digest() -> str:
     """troupe's version string does not change with every commit; its code does."""
     top = Path(__file__).resolve().parent.parent
-    files = sorted([*(top / "troupe").rglob("*.py"), *(top / "converters").rglob("*.py")])
+    files = sorted((top / "troupe").rglob("*.py"))
     return sha256_bytes("".join(f"{f.relative_to(top)} {sha256_file(f)}\n" for f in files).encode())
 
 

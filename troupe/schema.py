@@ -1,7 +1,7 @@
 """The `troupe:` block of a recipe, as pydantic models (unknown keys are errors, not dropped).
 
 A recipe's `troupe.source` is checked twice: here for `converter`, then by that converter's own
-`Options` model (see converters/), so every source key is known and typed.
+`Options` model (see troupe/converters/), so every source key is known and typed.
 
 Every number has a ceiling (`le=`) and must be finite, with or without --allow-unsafe: a shared
 recipe's `judge_repeats: 100000` or `timeout: .inf` is refused by `troupe check`, never run
@@ -35,7 +35,7 @@ class Character(StrictModel):
 
 
 class SourceOptions(StrictModel):
-    """Base of every converter's options; `converter` names converters/<converter>.py."""
+    """Base of every converter's options; `converter` names troupe/converters/<converter>.py."""
 
     converter: str
 

@@ -24,8 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-import converters
-from troupe import bases, policy
+from troupe import bases, converters, policy
 from troupe.errors import Problem, TroupeError
 from troupe.project import SLUG_RE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from troupe import bases, dataset, pipeline, provenance
+from troupe.demo.tiny import build_tiny_model, dataset_texts
 from troupe.errors import TroupeError
 from troupe.evaluation.generation import as_messages
 from troupe.evaluation.report import difference_text, identity_cell, summary_rows, title, training_log
 from troupe.files import read_jsonl
 from troupe.recipe import Recipe, load_recipe
-from troupe.tiny import build_tiny_model, dataset_texts
 
 COLUMNS = ("references", "base", "adapter", "other_voices")
 SUMMARY_KEYS = {"test_loss", "empty_rate", "punctuation_only_rate", "mean_chars", "length_ratio", "chrf", "identity"}

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from converters import ReadResult
-from converters._files import collect_samples, json_records, local_files
+from troupe.converters import ReadResult
+from troupe.converters._files import collect_samples, json_records, local_files
 from troupe.schema import SourceOptions
 
 

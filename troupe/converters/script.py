@@ -19,8 +19,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from converters import ReadResult
-from converters._files import local_files, read_text
+from troupe.converters import ReadResult
+from troupe.converters._files import local_files, read_text
 from troupe.files import sha256_file
 from troupe.project import relative_to_root
 from troupe.records import Line, Reject

@@ -5,9 +5,9 @@ checks as the `messages` converter (consecutive turns of one side merged).
     troupe.source: {converter: sharegpt, files: [recipes/sherlock/conversations.json]}
 """
 
-from converters import ReadResult
-from converters._chat import ChatOptions as Options
-from converters._chat import read_conversations, source_files  # noqa: F401 (the registry calls source_files)
+from troupe.converters import ReadResult
+from troupe.converters._chat import ChatOptions as Options
+from troupe.converters._chat import read_conversations, source_files  # noqa: F401 (the registry calls source_files)
 
 
 def read(options: Options, ctx) -> ReadResult:

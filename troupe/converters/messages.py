@@ -7,9 +7,9 @@ turns of one side are merged (or the record rejected: `alternation: reject`); th
 prompt replaces each record's (`system: replace`), so training and inference use the same one.
 """
 
-from converters import ReadResult
-from converters._chat import ChatOptions as Options
-from converters._chat import read_conversations, source_files  # noqa: F401 (the registry calls source_files)
+from troupe.converters import ReadResult
+from troupe.converters._chat import ChatOptions as Options
+from troupe.converters._chat import read_conversations, source_files  # noqa: F401 (the registry calls source_files)
 
 
 def read(options: Options, ctx) -> ReadResult:

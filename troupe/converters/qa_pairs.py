@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from converters import ReadResult
-from converters._files import collect_samples, json_records, local_files, read_text
+from troupe.converters import ReadResult
+from troupe.converters._files import collect_samples, json_records, local_files, read_text
 from troupe.errors import TroupeError
 from troupe.records import Reject
 from troupe.schema import SourceOptions

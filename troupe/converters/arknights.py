@@ -5,7 +5,7 @@
 
 Stories come from ASTR reader links in the recipe's link list (downloaded once into
 datasets/.cache/arknights/<origin>/, one folder per mirror so two mirrors never mix; see
-converters/_astr.py and troupe/download.py) or from local files. Both layouts are read: a top-level
+troupe/converters/_astr.py and troupe/download.py) or from local files. Both layouts are read: a top-level
 list of records, and an object whose `storyList` holds them (with or without eventName/figure_art,
 indented or on one line). On-screen text in parts (`animtext`: `<p=1>place</><p=2>time</>`)
 becomes its parts joined by " / ". A record holding a character that is not text (a byte that is
@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
-from converters import ReadResult
-from converters._astr import (
+from troupe import download as downloads
+from troupe.converters import ReadResult
+from troupe.converters._astr import (
     DEFAULT_BASE_URL,
     INDEX_PATH,
     SERVERS,
@@ -31,8 +32,7 @@ from converters._astr import (
     reader_link,
     story_ref,
 )
-from converters._files import local_files, parse_json, read_text, record_problem
-from troupe import download as downloads
+from troupe.converters._files import local_files, parse_json, read_text, record_problem
 from troupe.download import Fetch, Requester, RetryPolicy, fetch_all
 from troupe.errors import TroupeError
 from troupe.files import read_utf8, sha256_bytes, sha256_file

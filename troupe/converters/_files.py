@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from converters import ReadResult
+from troupe.converters import ReadResult
 from troupe.errors import TroupeError
 from troupe.files import sha256_file
 from troupe.project import relative_to_root

@@ -1,6 +1,6 @@
 """Converters: one module per source format, found by name on the filesystem.
 
-Each module `converters/<name>.py` defines:
+Each module `troupe/converters/<name>.py` defines:
     Options                      a troupe.schema.SourceOptions subclass: the keys it reads from
                                  `troupe.source`
     read(options, ctx)           -> ReadResult: story lines for the character builder, rejected
