@@ -35,11 +35,21 @@ def test_recipe_passes_check_and_axolotl_validation(name, cuda):
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_opens_with_a_header_that_says_how_to_run_it(name):
-    text = (REPO / "recipes" / f"{name}.yaml").read_text(encoding="utf-8")
-    header = text.split("\ntroupe:")[0]
-    assert header.startswith("# ")
+    """What a user needs and no more (torchtune's config headers): what it trains, what to run first,
+    how to launch, what to expect, in at most 15 comment lines; tuning history lives in docs/recipes.md."""
+    header = header_lines(REPO / "recipes" / f"{name}.yaml")
+    assert header and header[0].startswith("# ")
+    assert all(line.startswith("#") for line in header), f"recipes/{name}.yaml: only comments above troupe:"
+    assert len(header) <= 15, f"recipes/{name}.yaml header has {len(header)} comment lines (at most 15)"
+    text = "\n".join(header)
     for word in ("Run first:", "Launch:", "Expect:", f"CHARACTER={name}"):
-        assert word in header, f"recipes/{name}.yaml header lacks {word!r}"
+        assert word in text, f"recipes/{name}.yaml header lacks {word!r}"
+
+
+def header_lines(path: Path) -> list[str]:
+    """The lines above `troupe:`, blank ones left out."""
+    text = path.read_text(encoding="utf-8")
+    return [line for line in text.split("\ntroupe:")[0].splitlines() if line.strip()]
 
 
 def test_kaltsit_is_faithful_to_seed_000():
