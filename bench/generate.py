@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from troupe.chat import conversation, user_turn  # noqa: E402
 from troupe.demo.tiny import build_tiny_model  # noqa: E402
 from troupe.evaluation.generation import Case, generate, load_model, prompt_text  # noqa: E402
 from troupe.recipe import load_recipe  # noqa: E402
@@ -29,7 +30,7 @@ def kaltsit_cases(count: int, seed: int = 0) -> list[Case]:
     """Prompts shaped like the kaltsit dataset: its system prompt and user template, 3 context lines
     of 10–40 characters (the seed's replies average 23)."""
     rng = random.Random(seed)
-    prompt = load_recipe("kaltsit", root=REPO).spec.prompt
+    spec = load_recipe("kaltsit", root=REPO).spec
 
     def line() -> str:
         return "".join(rng.choice(CHARS) for _ in range(rng.randint(10, 40))) + "。"
@@ -37,10 +38,8 @@ def kaltsit_cases(count: int, seed: int = 0) -> list[Case]:
     cases = []
     for _ in range(count):
         context = "\n".join(f"[{rng.choice(['博士', '阿米娅', '凯尔希'])}]:{line()}" for _ in range(3))
-        user = prompt.user_template.replace("{context}", context)
-        cases.append(
-            Case([{"role": "system", "content": prompt.system}, {"role": "user", "content": user}], line(), {})
-        )
+        user = user_turn(spec.prompt.user_template, context, spec.character.name)
+        cases.append(Case(conversation(spec.prompt.system, [user]), line(), {}))
     return cases
 
 

@@ -89,9 +89,10 @@ CHARS = "雾港河面药潮灯下医生病人船长信到了说下去我知道�
 
 def kaltsit_samples(count: int, seed: int = 0) -> list[dict]:
     """Samples shaped like the kaltsit dataset: its prompts, 3 context lines, replies of mean ~23 characters."""
+    from troupe.chat import conversation, user_turn
     from troupe.recipe import load_recipe
 
-    rng, prompt = random.Random(seed), load_recipe("kaltsit", root=REPO).spec.prompt
+    rng, spec = random.Random(seed), load_recipe("kaltsit", root=REPO).spec
 
     def text(mean: int) -> str:
         return "".join(rng.choice(CHARS) for _ in range(max(2, int(rng.expovariate(1 / mean))))) + "。"
@@ -99,14 +100,9 @@ def kaltsit_samples(count: int, seed: int = 0) -> list[dict]:
     samples = []
     for _ in range(count):
         context = "\n".join(f"[{rng.choice(['博士', '阿米娅', '凯尔希'])}]:{text(25)}" for _ in range(3))
+        user = user_turn(spec.prompt.user_template, context, spec.character.name)
         samples.append(
-            {
-                "messages": [
-                    {"role": "system", "content": prompt.system},
-                    {"role": "user", "content": prompt.user_template.replace("{context}", context)},
-                    {"role": "assistant", "content": text(22)},
-                ]
-            }
+            {"messages": conversation(spec.prompt.system, [user, {"role": "assistant", "content": text(22)}])}
         )
     return samples
 

@@ -2,10 +2,10 @@
 
 import pytest
 
+from troupe.chat import user_turn
 from troupe.dataset import (
     character_samples,
     is_punctuation_only,
-    render_user,
     scene_samples,
     split_samples,
     split_sizes,
@@ -91,7 +91,7 @@ def test_punctuation_only():
 
 
 def test_user_template_braces_in_story_text_are_not_interpreted():
-    assert render_user("{context}|{character}", "{0} {x} {{", "闻钟") == "{0} {x} {{|闻钟"
+    assert user_turn("{context}|{character}", "{0} {x} {{", "闻钟")["content"] == "{0} {x} {{|闻钟"
 
 
 def test_split_sizes_match_the_seed():

@@ -128,7 +128,7 @@ def project(tmp_path_factory):
     (bad / "metrics.json").write_text("{not json", encoding="utf-8")
     demo = load_recipe("demo", root=root)
     dataset.build(demo, "troupe convert demo")
-    build_tiny_model(root / "models" / "tiny", dataset_texts(demo.dataset_dir))
+    build_tiny_model(root / "models" / "tiny", dataset_texts(demo.layout))
     return root
 
 

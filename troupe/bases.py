@@ -28,10 +28,10 @@ from pydantic import Field, ValidationError
 from troupe import provenance
 from troupe.errors import TroupeError
 from troupe.files import new_dir_beside, replace_dir, sha256_bytes, sha256_file
+from troupe.layout import MODELS_DIR, base_model_location
 from troupe.recipe import read_yaml
 from troupe.schema import StrictModel
 
-MODELS = "models"
 SPECIAL_TOKENS = {  # transformers' name → the GGUF metadata key that holds its id
     "bos_token": "tokenizer.ggml.bos_token_id",
     "eos_token": "tokenizer.ggml.eos_token_id",
@@ -68,15 +68,15 @@ def definition(name: str, root: Path) -> BaseDefinition:
 
 def folder(name: str, root: Path) -> Path:
     """models/<name>: where a base model is built (and where recipes name it)."""
-    return root / MODELS / name
+    return root / MODELS_DIR / name
 
 
 def for_base_model(base_model: object, root: Path) -> str | None:
     """The definition name behind a recipe's `base_model` (models/<name> with configs/bases/<name>.yaml)."""
-    if not isinstance(base_model, str) or not base_model.startswith(f"{MODELS}/"):
+    location = base_model_location(base_model, root)
+    if not location or not location.is_local or location.folder.parent != root / MODELS_DIR:
         return None
-    name = base_model[len(MODELS) + 1 :].rstrip("/")
-    return name if name in names(root) else None
+    return location.folder.name if location.folder.name in names(root) else None
 
 
 def package_file(relative: str) -> Path:
@@ -107,7 +107,7 @@ def build(name: str, root: Path) -> Path:
     """models/<name> from its package, once; returns the folder."""
     wanted, out = definition(name, root), folder(name, root)
     if is_current(name, root):
-        print(f"base model {name} is current: {MODELS}/{name} (from {wanted.package} {_version(wanted.package)})")
+        print(f"base model {name} is current: {MODELS_DIR}/{name} (from {wanted.package} {_version(wanted.package)})")
         return out
     work = new_dir_beside(out)
     try:
@@ -119,7 +119,7 @@ def build(name: str, root: Path) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     kept = f"{parameters:,} parameters" if parameters else "tokenizer only"
-    print(f"base model {name}: {MODELS}/{name} ({kept}; from {wanted.package} {record['package_version']})")
+    print(f"base model {name}: {MODELS_DIR}/{name} ({kept}; from {wanted.package} {record['package_version']})")
     return out
 
 

@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from troupe import __version__, converters
+from troupe.chat import conversation, user_turn
 from troupe.errors import TroupeError
 from troupe.files import (
     atomic_write_text,
@@ -53,11 +54,6 @@ def context_line(line: Line, options: DatasetOptions) -> str:
     """`[speaker]:text`, with narration and on-screen text labelled (the seed's format)."""
     label = line.speaker or (options.onscreen_label if line.kind == "onscreen" else options.narration_label)
     return f"[{label}]:{line.text}"
-
-
-def render_user(template: str, context: str, character: str) -> str:
-    """Fill `{context}` and `{character}` only, so braces in story text are never interpreted."""
-    return template.replace("{character}", character).replace("{context}", context)
 
 
 def reply_problem(reply: str, options: DatasetOptions) -> str | None:
@@ -116,14 +112,14 @@ def scene_samples(lines: list[Line], spec: TroupeSpec) -> tuple[list[Sample], Co
     assistant turns (`train: true`) and everyone else's are user turns (`[speaker]:text`), consecutive
     lines of one side merged. Replies the filters reject stay as context with `train: false`."""
     options, names = spec.dataset, set(spec.character.names)
-    system = [{"role": "system", "content": spec.prompt.system, "train": False}] if spec.prompt.system else []
     kept, dropped, seen = [], Counter(), set()
     for story in _stories(lines):
         turns = _turns(story, names)
         while turns and turns[0][0] == "assistant":  # a reply with nothing before it has no context
             dropped["too_little_context"] += len(turns.pop(0)[1])
         for window in _windows(turns, options.scene_lines):
-            messages = [*system, *(_scene_message(role, group, options, dropped) for role, group in window)]
+            turns = [_scene_message(role, group, options, dropped) for role, group in window]
+            messages = conversation(spec.prompt.system, turns)
             key = json.dumps(messages, ensure_ascii=False)
             if key in seen:
                 dropped["duplicate"] += 1
@@ -189,11 +185,9 @@ def _stories(lines: list[Line]) -> list[list[Line]]:
 
 
 def _sample(line: Line, context: list[Line], spec: TroupeSpec) -> Sample:
-    user = render_user(
-        spec.prompt.user_template, "\n".join(context_line(c, spec.dataset) for c in context), spec.character.name
-    )
-    system = [{"role": "system", "content": spec.prompt.system}] if spec.prompt.system else []
-    messages = [*system, {"role": "user", "content": user}, {"role": "assistant", "content": line.text}]
+    text = "\n".join(context_line(c, spec.dataset) for c in context)
+    user = user_turn(spec.prompt.user_template, text, spec.character.name)
+    messages = conversation(spec.prompt.system, [user, {"role": "assistant", "content": line.text}])
     return Sample(messages, _meta(line))
 
 

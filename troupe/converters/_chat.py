@@ -18,12 +18,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from troupe.chat import ROLES, conversation
 from troupe.converters import ReadResult
 from troupe.converters._files import collect_samples, json_records, local_files
 from troupe.schema import SourceOptions
 from troupe.text import content_text
-
-ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 
 
 class ChatOptions(SourceOptions):
@@ -59,7 +58,7 @@ def clean_turns(
     dialogue, adjusted = _opening(_alternating(dialogue, options.alternation), options.greeting)
     if not any(m["role"] == "assistant" for m in dialogue):
         raise ValueError("no assistant turn")
-    return _with_system(system, system_prompt, options.system) + dialogue, adjusted
+    return _with_system(system, dialogue, system_prompt, options.system), adjusted
 
 
 def _message(turn: object, index: int, role_key: str, content_key: str) -> dict:
@@ -98,10 +97,12 @@ def _alternating(dialogue: list[dict], mode: str) -> list[dict]:
     return merged
 
 
-def _with_system(system: list[dict], prompt: str, mode: str) -> list[dict]:
-    if prompt and (mode == "replace" or (mode == "inject" and not system)):
-        return [{"role": "system", "content": prompt}]
-    return system
+def _with_system(system: list[dict], dialogue: list[dict], prompt: str, mode: str) -> list[dict]:
+    """The dialogue opened by the recipe's prompt (replace), by the record's own system turn or else
+    the recipe's (inject), or by the record's own (keep, or a recipe without a prompt)."""
+    if mode == "replace" and prompt:
+        return conversation(prompt, dialogue)
+    return conversation(prompt if mode == "inject" else "", [*system, *dialogue])
 
 
 def source_files(options: ChatOptions, ctx) -> list:

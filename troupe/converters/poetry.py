@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from troupe.chat import conversation
 from troupe.converters import ReadResult
 from troupe.converters._files import collect_samples, json_records, local_files
 from troupe.schema import SourceOptions
@@ -62,9 +63,9 @@ def poem_sample(record: object, options: Options, system_prompt: str) -> dict:
     if options.form == "completion":
         prompt = f"{title}\n{author}\n"
         return {"text": prompt + body, "meta": {"prompt": prompt}}
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     request = options.instruction.replace("{title}", title).replace("{author}", author)
-    return {"messages": [*system, {"role": "user", "content": request}, {"role": "assistant", "content": body}]}
+    turns = [{"role": "user", "content": request}, {"role": "assistant", "content": body}]
+    return {"messages": conversation(system_prompt, turns)}
 
 
 def source_files(options: Options, ctx) -> list[Path]:

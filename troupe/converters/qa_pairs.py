@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from troupe.chat import conversation
 from troupe.converters import ReadResult
 from troupe.converters._files import collect_samples, json_records, local_files, read_text
 from troupe.errors import TroupeError
@@ -114,8 +115,9 @@ def pair_messages(record: object, options: Options, system_prompt: str) -> list[
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"'{field}' is missing or empty")
         texts.append(value.strip())
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*system, {"role": "user", "content": texts[0]}, {"role": "assistant", "content": texts[1]}]
+    return conversation(
+        system_prompt, [{"role": "user", "content": texts[0]}, {"role": "assistant", "content": texts[1]}]
+    )
 
 
 def source_files(options: Options, ctx) -> list[Path]:

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from troupe import bases, dataset, pipeline, provenance
+from troupe.chat import as_messages
 from troupe.demo.tiny import build_tiny_model, dataset_texts
 from troupe.errors import TroupeError
-from troupe.evaluation.generation import as_messages
 from troupe.evaluation.report import difference_text, identity_cell, summary_rows, title, training_log
 from troupe.files import read_jsonl
+from troupe.layout import MODELS_DIR, base_model_location
+from troupe.plan import Needs, make_plan
 from troupe.recipe import Recipe, load_recipe
 
 COLUMNS = ("references", "base", "adapter", "other_voices")
@@ -65,11 +67,14 @@ def run_demo(slug: str = "demo", overrides: list[str] = ()) -> dict:
         timings[name] = time.perf_counter() - begin
         return result
 
-    manifest = timed("convert", pipeline.convert, recipe)
+    def step(verb, needs: Needs):  # each step as its verb runs it: its own plan, checked once
+        return lambda: getattr(pipeline, verb)(make_plan(recipe, needs))
+
+    manifest = timed("convert", step("convert", Needs.SOURCE))
     timed("base model", build_base, recipe)
-    timed("train", pipeline.train, recipe)  # tokenises first: the prepared cache is new for a new dataset
-    merged = timed("merge", pipeline.merge, recipe)
-    metrics = timed("evaluate", pipeline.evaluate, recipe)
+    timed("train", step("train", Needs.TRAIN))  # tokenises first: the prepared cache is new for a new dataset
+    merged = timed("merge", step("merge", Needs.INPUTS))
+    metrics = timed("evaluate", step("evaluate", Needs.INPUTS))
     client = timed("client", ask_through_client, recipe)
     seconds = time.perf_counter() - started
     print(demo_summary(recipe, manifest, metrics, merged, client, timings, seconds))
@@ -89,15 +94,23 @@ def build_tiny(recipe: Recipe, arch: str = "llama", out: Path | None = None, tra
     trained on the dataset's text."""
     if not recipe.layout.split("train").is_file():
         raise TroupeError(f"no dataset for {recipe.slug} yet; run: make convert CHARACTER={recipe.slug}")
-    out = out or recipe.root / recipe.axolotl["base_model"]
+    out = out or base_folder(recipe)
     conversations = base_conversations(recipe) if arch == "llama" and trained else []
     # the tokenizer learns each line of text once (the system prompt is in every conversation)
     lines = dict.fromkeys(line for c in conversations for m in c for line in m["content"].splitlines())
-    texts = list(lines) or dataset_texts(recipe.dataset_dir)
+    texts = list(lines) or dataset_texts(recipe.layout)
     built = build_tiny_model(out, texts, arch, conversations)
     kind = f"trained on {len(conversations)} story lines" if conversations else "random"
     print(f"tiny {arch} model ({kind}) {'built' if built else 'is current'}: {out}")
     return out
+
+
+def base_folder(recipe: Recipe) -> Path:
+    """The recipe's local base model folder (built or not yet): a demo never asks the hub."""
+    location = base_model_location(recipe.axolotl.get("base_model"), recipe.root)
+    if not location or not location.is_local:
+        raise TroupeError(f"{recipe.slug}: base_model is not a folder under {MODELS_DIR}/, where demos build models")
+    return location.folder
 
 
 def base_conversations(recipe: Recipe) -> list[list[dict]]:
@@ -228,13 +241,13 @@ def _number(value) -> str:
 
 def _base_line(recipe: Recipe) -> str:
     folder = recipe.axolotl["base_model"]
-    packaged = provenance.read_record(recipe.root / folder) if bases.for_base_model(folder, recipe.root) else None
+    packaged = provenance.read_record(base_folder(recipe)) if bases.for_base_model(folder, recipe.root) else None
     if packaged:
         return (
             f"{folder}: {packaged['parameters']:,} parameters, from the registry package {packaged['package']} "
             f"{packaged['package_version']} (GGUF sha256 {packaged['gguf_sha256'][:12]}…)"
         )
-    record = provenance.json_object(recipe.root / folder / "troupe_tiny.json") or {}
+    record = provenance.json_object(base_folder(recipe) / "troupe_tiny.json") or {}
     trained = record.get("trained")
     if not trained:
         return f"{folder}: random, {record['parameters']:,} parameters"

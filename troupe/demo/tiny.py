@@ -18,7 +18,9 @@ Same text → same files (seeded; on one machine).
 import json
 from pathlib import Path
 
+from troupe.chat import as_messages
 from troupe.files import json_text, read_jsonl, sha256_bytes
+from troupe.layout import SPLITS, Layout
 from troupe.provenance import json_object
 
 BASE_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>"]
@@ -107,13 +109,12 @@ GEMMA4_TINY = {
 ARCHS = ("llama", "gemma4")
 
 
-def dataset_texts(dataset_dir: Path) -> list[str]:
+def dataset_texts(layout: Layout) -> list[str]:
     """Every message of every split, in file order (the tokenizer's training text)."""
     texts = []
-    for split in ("train", "validation", "test"):
-        for record in read_jsonl(dataset_dir / f"{split}.jsonl"):
-            turns = record.get("messages") or record.get("conversations") or []
-            texts += [t.get("content") or t.get("value") or "" for t in turns]
+    for split in SPLITS:
+        for record in read_jsonl(layout.split(split)):
+            texts += [m["content"] for m in ([] if "text" in record else as_messages(record))]
     return texts
 
 

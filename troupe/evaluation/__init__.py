@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from troupe import provenance
+from troupe.chat import as_messages, conversation
 from troupe.evaluation import judge as judging
 from troupe.evaluation import metrics, style
 from troupe.evaluation.generation import (
     Case,
     Reply,
-    as_messages,
     generate,
     last_logits,
     load_model,
@@ -132,10 +132,9 @@ def probe_prompts(recipe: Recipe, cases: list[Case]) -> Probes:
     conversations with the recipe's system prompt."""
     settings = recipe.spec.evaluate
     language = "zh" if metrics.is_cjk_text([c.reference for c in cases]) else "en"
-    system = [{"role": "system", "content": recipe.spec.prompt.system}] if recipe.spec.prompt.system else []
 
     def conversations(texts: list[str]) -> list[list[dict]]:
-        return [[*system, {"role": "user", "content": text}] for text in texts]
+        return [conversation(recipe.spec.prompt.system, [{"role": "user", "content": text}]) for text in texts]
 
     return Probes(
         conversations(settings.probes or PROBES[language]),

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from troupe.chat import as_messages
 from troupe.decoding import decode, utf8_guard
 from troupe.errors import TroupeError
 from troupe.files import read_jsonl
 from troupe.schema import Evaluate
-
-ROLE_BY_SHAREGPT = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
 @dataclass(frozen=True)
@@ -36,13 +35,6 @@ class Case:
 class Reply:
     text: str  # special tokens removed, stripped
     raw: str  # special tokens kept, up to the first stop token
-
-
-def as_messages(record: dict) -> list[dict]:
-    """A dataset record in either chat layout as [{role, content}]."""
-    if "messages" in record:
-        return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    return [{"role": ROLE_BY_SHAREGPT[t["from"]], "content": t["value"]} for t in record["conversations"]]
 
 
 def test_cases(path: Path, limit: int | None = None) -> list[Case]:
