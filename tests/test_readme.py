@@ -3,9 +3,12 @@ and every Makefile target is documented. (`make demo` runs for real in test_demo
 `make test` is what CI runs.)"""
 
 import re
+import shlex
 import subprocess
 
 from helpers import REPO
+
+from troupe.cli import MAKE_VERBS, argv_from_make, build_parser, with_boolean_values
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -57,6 +60,18 @@ def test_every_documented_command_is_a_valid_make_invocation():
         assert target in makefile_targets(), command
         done = subprocess.run(["make", "-n", *command.split()[1:]], cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 0, f"{command}: {done.stderr}"
+
+
+def test_every_documented_verb_reads_the_variables_it_is_given():
+    """A variable the verb does not read would be ignored without a word (`make convert GPUS=2`)."""
+    for command in readme_make_commands():
+        verb, *words = shlex.split(command)[1:]
+        if verb not in MAKE_VERBS:
+            continue
+        environ = dict(word.split("=", 1) for word in words)
+        argument, variables = MAKE_VERBS[verb]
+        assert set(environ) <= {argument, *variables}, command
+        build_parser().parse_args(with_boolean_values(argv_from_make(verb, environ)))
 
 
 def test_makefile_passes_variables_to_the_shell_only_quoted():
