@@ -108,3 +108,12 @@ def test_make_puts_no_variable_into_the_command_line(verb):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f".venv/bin/troupe {verb} --from-make"
     assert "rm -rf ~" not in done.stdout and "pwned" not in done.stdout
+
+
+def test_make_help_lists_every_target_with_its_line():
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    described = dict(re.findall(r"^([a-z][a-z-]*):.*?## (.*)$", text, flags=re.M))
+    assert makefile_verbs() | {"help", "setup", "demo", "test", "test-fast"} <= set(described)
+    shown = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True).stdout
+    for target, line in described.items():
+        assert f"make {target:<11} {line}" in shown, target
