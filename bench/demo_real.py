@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from troupe.layout import Layout
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "demo_real.json"
 TARGET_LINE = re.compile(r"^  (met    |NOT met)  (.*)$")
@@ -43,7 +45,7 @@ def run_once(folder: Path) -> dict:
     print(summary)
     lines = summary.splitlines()
     targets = [{"met": m[1] == "met    ", "target": m[2]} for m in map(TARGET_LINE.match, lines) if m]
-    metrics = json.loads((folder / "outputs" / "demo_real" / "eval" / "metrics.json").read_text())
+    metrics = json.loads((Layout(folder, "demo_real").eval_dir / "metrics.json").read_text())
     return {"seconds": round(seconds, 1), "targets": targets, "summary": summary, "metrics": metrics}
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from troupe.layout import Layout  # noqa: E402
+
 # Gemma-4-E4B text decoder as published (42 layers: 5 sliding + 1 global, ×7; 18 layers share KV),
 # vision and audio towers as published; the tiny shape is troupe's test model.
 E4B_VOCAB = 262_144
@@ -226,7 +228,7 @@ def run_troupe(work: Path, epochs: int, extra: list[str]) -> dict:
         "output_dir=troupe_out",
         "dataset_prepared_path=prepared",
     ]
-    recipe = load_recipe(str(work / "recipes" / "kaltsit.yaml"), [*data, *FAST, *extra], root=work)
+    recipe = load_recipe(str(Layout(work, "kaltsit").recipe), [*data, *FAST, *extra], root=work)
     resolved = resolve(recipe)
     if problems := check(recipe, resolved, need_data=False):
         raise SystemExit("the rendered recipe does not pass troupe check:\n" + "\n".join(map(str, problems)))
@@ -317,7 +319,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=("real", "tiny"), default="real" if torch.cuda.is_available() else "tiny")
     parser.add_argument("--samples", type=int, default=3350, help="the whole dataset; 80%% trains, like the seed")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=REPO / "outputs" / "bench_train_speed")
+    parser.add_argument("--workdir", type=Path, default=Layout(REPO, "bench_train_speed").output_dir)
     parser.add_argument("--run", choices=("baseline",), help=argparse.SUPPRESS)  # a fresh process for one run
     args = parser.parse_args()
     if args.run == "baseline":
@@ -325,8 +327,9 @@ def main() -> None:
         return
     work = args.workdir
     shutil.rmtree(work, ignore_errors=True)
-    (work / "recipes").mkdir(parents=True)
-    shutil.copy(REPO / "recipes" / "kaltsit.yaml", work / "recipes" / "kaltsit.yaml")
+    recipe = Layout(work, "kaltsit").recipe
+    recipe.parent.mkdir(parents=True)
+    shutil.copy(Layout(REPO, "kaltsit").recipe, recipe)
     samples = kaltsit_samples(args.samples)
     train = samples[: int(len(samples) * 0.8)]
     (work / "train.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in train), "utf-8")

@@ -51,3 +51,18 @@ def test_a_base_model_not_built_yet_is_a_missing_folder_never_a_hub_id(project):
     assert run_env(recipe.axolotl, project)["HF_HUB_OFFLINE"] == "1"  # Axolotl never asks the hub for it
     assert ("model", "models/not_built_yet") in preflight.training_inputs(recipe.axolotl, project)
     assert model_location("models/not_built_yet", project) == str(project / "models" / "not_built_yet")
+
+
+def test_the_paths_troupe_renders_are_the_ones_check_expects(project):
+    """render fills each Axolotl dataset list with its split's file; validate refuses any other."""
+    from troupe.render import with_layout_paths
+    from troupe.validate import rendered_paths
+
+    recipe = load_recipe("demo", root=project)
+    config = dict(recipe.axolotl)
+    with_layout_paths(recipe, config)
+    rendered = {"output_dir": config["output_dir"]} | {
+        f"{name}[0].path": config[name][0]["path"] for name in ("datasets", "test_datasets")
+    }
+    assert rendered == rendered_paths(recipe)
+    assert rendered["datasets[0].path"] == "datasets/demo/train.jsonl"

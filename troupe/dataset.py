@@ -32,13 +32,13 @@ from troupe.files import (
     sha256_bytes,
     sha256_file,
 )
+from troupe.layout import HELD_OUT, MANIFEST, SPLITS, split_file
 from troupe.project import relative_to_root
 from troupe.recipe import Recipe
 from troupe.records import Line, Reject, Sample, reject_summary
 from troupe.redact import redact
 from troupe.schema import DatasetOptions, Split, TroupeSpec
 
-SPLITS = ("train", "validation", "test")
 META_FIELDS = ("story_code", "story_name", "avg_tag", "event_name")
 
 
@@ -270,7 +270,7 @@ def _split_by_story(samples: list[Sample], split: Split, rng: random.Random) -> 
         by_story.setdefault(sample.meta["story"], []).append(sample)
     stories = sorted(by_story)
     rng.shuffle(stories)
-    used = [name for name in ("validation", "test", "train") if getattr(split, name) > 0]
+    used = [name for name in (*HELD_OUT, "train") if getattr(split, name) > 0]
     if len(stories) < len(used):
         raise TroupeError(
             f"troupe.dataset.split.by story: the splits {', '.join(used)} need a story each, but the source has "
@@ -289,8 +289,8 @@ def _split_by_story(samples: list[Sample], split: Split, rng: random.Random) -> 
 
 
 def read_context(recipe: Recipe) -> converters.ReadContext:
-    cache = recipe.root / "datasets" / ".cache"
-    return converters.ReadContext(recipe.root, cache, recipe.layout.links, recipe.spec.prompt.system)
+    layout = recipe.layout
+    return converters.ReadContext(recipe.root, layout.download_cache, layout.links, recipe.spec.prompt.system)
 
 
 def converter_options(recipe: Recipe):
@@ -456,7 +456,7 @@ def write_dataset(recipe: Recipe, command: str, out: Path) -> dict:
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(out / "card.md", redact(dataset_card(manifest)))  # the command line may hold a URL with a login
-    atomic_write_text(out / "manifest.json", json_text(manifest))  # last: its presence means complete
+    atomic_write_text(out / MANIFEST, json_text(manifest))  # last: its presence means complete
     return manifest
 
 
@@ -464,7 +464,7 @@ def _fail_above_threshold(rejects: list[Reject], total: int, threshold: float, o
     """Too many rejects fail the build, naming the most frequent reasons; the failed build's rejects
     are kept beside the dataset folder (datasets/<slug>.rejects.jsonl), which stays as it was."""
     if total and len(rejects) / total > threshold:
-        kept = layout.dataset_dir.with_name(f"{layout.slug}.rejects.jsonl")
+        kept = layout.kept_rejects
         shutil.copyfile(out / "rejects.jsonl", kept)
         raise TroupeError(
             f"{len(rejects)} of {total} records rejected ({len(rejects) / total:.1%}), above the recipe's "
@@ -477,8 +477,8 @@ def _write_splits(out: Path, splits: dict[str, list[Sample]], fmt: str) -> dict:
     files = {}
     for name in SPLITS:
         text = jsonl_text(s.to_json(fmt) for s in splits[name])
-        atomic_write_text(out / f"{name}.jsonl", text)
-        files[name] = {"path": f"{name}.jsonl", "samples": len(splits[name]), "sha256": sha256_bytes(text.encode())}
+        atomic_write_text(out / split_file(name), text)
+        files[name] = {"path": split_file(name), "samples": len(splits[name]), "sha256": sha256_bytes(text.encode())}
     return files
 
 
@@ -487,7 +487,7 @@ def leakage(splits: dict[str, list[Sample]]) -> dict:
     train = {reply for sample in splits["train"] for reply in sample.replies}
     return {
         f"{name}_replies_in_train": sum(reply in train for s in splits[name] for reply in s.replies)
-        for name in ("validation", "test")
+        for name in HELD_OUT
     }
 
 

@@ -16,8 +16,17 @@ from enum import Enum
 from pathlib import Path
 
 SPLITS = ("train", "validation", "test")
+HELD_OUT = SPLITS[1:]  # scored, never trained on
+SPLIT_OF_LIST = {"datasets": "train", "test_datasets": "validation"}  # the Axolotl list reading each split
+RECIPES_DIR, RECIPE_SUFFIX = "recipes", ".yaml"
 MODELS_DIR = "models"  # base models troupe builds (`troupe base`, `troupe tiny-model`), never a slug's
 STEP_DIRS = ("outputs", "datasets")  # what the steps write for each slug
+MANIFEST = "manifest.json"
+
+
+def split_file(name: str) -> str:
+    """A split's file name, in datasets/<slug>/ and in its manifest's `files`."""
+    return f"{name}.jsonl"
 
 
 @dataclass(frozen=True)
@@ -28,20 +37,20 @@ class Layout:
     # ---- recipes/: configuration, shared by `troupe share` ---------------------------------------
     @property
     def recipe(self) -> Path:
-        return self.root / "recipes" / f"{self.slug}.yaml"
+        return self.root / RECIPES_DIR / f"{self.slug}{RECIPE_SUFFIX}"
 
     @property
     def links(self) -> Path:
-        return self.root / "recipes" / f"{self.slug}.urls.txt"
+        return self.root / RECIPES_DIR / f"{self.slug}.urls.txt"
 
     @property
     def lock(self) -> Path:
-        return self.root / "recipes" / f"{self.slug}.lock.json"
+        return self.root / RECIPES_DIR / f"{self.slug}.lock.json"
 
     @property
     def sources(self) -> Path:
         """recipes/<slug>/: the recipe's own local source files (stories, chats, poems)."""
-        return self.root / "recipes" / self.slug
+        return self.root / RECIPES_DIR / self.slug
 
     # ---- datasets/<slug>/: written by `convert` as one unit --------------------------------------
     @property
@@ -49,16 +58,26 @@ class Layout:
         return self.root / "datasets" / self.slug
 
     def split(self, name: str) -> Path:
-        return self.dataset_dir / f"{name}.jsonl"
+        return self.dataset_dir / split_file(name)
 
     @property
     def manifest(self) -> Path:
-        return self.dataset_dir / "manifest.json"
+        return self.dataset_dir / MANIFEST
+
+    @property
+    def kept_rejects(self) -> Path:
+        """datasets/<slug>.rejects.jsonl: a failed build's rejects, beside the dataset it left as it was."""
+        return self.dataset_dir.with_name(f"{self.slug}.rejects.jsonl")
 
     def prepared(self, key: str) -> Path:
         """Axolotl's tokenised copy of one exact dataset (`key`: a hash of the splits); outside
         datasets/<slug>/, so a rebuilt dataset replaces that folder whole."""
         return self.root / "datasets" / ".prepared" / self.slug / key
+
+    @property
+    def download_cache(self) -> Path:
+        """datasets/.cache/: what converters download (story files), shared by every slug."""
+        return self.root / "datasets" / ".cache"
 
     # ---- outputs/<slug>/: runs, the promoted adapter, merged model, evaluation ---------------------
     @property
@@ -92,8 +111,18 @@ class Layout:
         return ExportFiles(folder or self.export_dir, self.slug)
 
     @property
+    def preflight(self) -> Path:
+        """This node's fingerprint for a multi-node run (troupe.preflight); its verdict and log beside it."""
+        return self.output_dir / "preflight.json"
+
+    @property
     def share_dir(self) -> Path:
         return self.output_dir / "share"
+
+    @property
+    def shared_recipe(self) -> Path:
+        """The recipe as `troupe share` writes it (and `troupe verify` reads it back)."""
+        return self.share_dir / f"{self.slug}.recipe.yaml"
 
     def rel(self, path: Path) -> str:
         """A path as recipes, configs and manifests write it: relative to the project root."""

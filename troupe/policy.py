@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from troupe.errors import Problem
-from troupe.layout import Place, base_folder_problem, base_model_location
+from troupe.layout import SPLIT_OF_LIST, Place, base_folder_problem, base_model_location
 
 FIX = "remove it, or run with --allow-unsafe (ALLOW_UNSAFE=1) if you trust this recipe"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -304,7 +304,7 @@ def plugins_problem(value: object) -> str | None:
 
 
 def _dataset_findings(config: dict, root: Path):
-    for list_name in ("datasets", "test_datasets"):
+    for list_name in SPLIT_OF_LIST:
         entries = config.get(list_name)
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             if isinstance(entry, dict):

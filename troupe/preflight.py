@@ -26,7 +26,7 @@ from pathlib import Path
 from troupe import policy, provenance
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, sha256_bytes, sha256_file
-from troupe.layout import is_local_model
+from troupe.layout import SPLIT_OF_LIST, is_local_model
 from troupe.project import relative_to_root
 
 WAIT_S = 600  # nodes may reach the preflight minutes apart (one converting its dataset, one not)
@@ -71,7 +71,7 @@ def training_inputs(config: dict, root: Path) -> list[tuple[str, str]]:
     (chat template, DeepSpeed settings) and a local base model or tokenizer folder."""
     inputs = [
         ("split", str(entry["path"]))
-        for name in ("datasets", "test_datasets")
+        for name in SPLIT_OF_LIST
         for entry in config.get(name) or []
         if isinstance(entry, dict) and entry.get("path")
     ]
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fingerprint_path(recipe, resolved) -> Path:
-    return recipe.root / resolved.config["output_dir"] / "preflight.json"
+    return recipe.layout.preflight
 
 
 def result_path(fingerprint_file: Path) -> Path:

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 
 from troupe.errors import TroupeError
+from troupe.layout import RECIPE_SUFFIX, RECIPES_DIR, Layout
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # at most 64 characters: a file name on every system
-RECIPE_SUFFIX = ".yaml"
 
 
 def project_root() -> Path:
@@ -21,14 +21,14 @@ def project_root() -> Path:
         return Path(os.environ["TROUPE_ROOT"]).resolve()
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
-        if (folder / "recipes").is_dir():
+        if (folder / RECIPES_DIR).is_dir():
             return folder
     return here
 
 
 def recipe_names(root: Path) -> list[str]:
     """Slugs of every recipe in `root/recipes`, sorted."""
-    return sorted(p.stem for p in (root / "recipes").glob(f"*{RECIPE_SUFFIX}") if SLUG_RE.match(p.stem))
+    return sorted(p.stem for p in (root / RECIPES_DIR).glob(f"*{RECIPE_SUFFIX}") if SLUG_RE.match(p.stem))
 
 
 def closest(word: str, choices) -> str | None:
@@ -46,12 +46,12 @@ def did_you_mean(word: str, choices) -> str:
 def resolve_recipe(name_or_path: str, root: Path, anywhere: bool = False) -> Path:
     """A recipe slug (looked up in recipes/), or a path to a recipe file: recipes/<slug>.yaml, or
     anywhere when `anywhere` (for read-only verbs)."""
-    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path or "/" in name_or_path:
+    if name_or_path.endswith((RECIPE_SUFFIX, ".yml")) or os.sep in name_or_path or "/" in name_or_path:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise TroupeError(f"recipe file not found: {name_or_path}")
         path = path.resolve()
-        if not anywhere and path != (root / "recipes" / path.name).resolve():
+        if not anywhere and path != (root / RECIPES_DIR / path.name).resolve():
             raise TroupeError(
                 f"{name_or_path}: only a recipe in recipes/ may build or train (its name is the slug whose "
                 "datasets/ and outputs/ it writes); copy it there, or `troupe import` a shared one"
@@ -62,12 +62,12 @@ def resolve_recipe(name_or_path: str, root: Path, anywhere: bool = False) -> Pat
             f"'{name_or_path[:80]}' is not a recipe name: names are lower-case letters, digits and '_', "
             "starting with a letter, at most 64 characters (or give a path to a .yaml file)"
         )
-    path = root / "recipes" / f"{name_or_path}{RECIPE_SUFFIX}"
+    path = Layout(root, name_or_path).recipe
     if not path.is_file():
         known = recipe_names(root)
         raise TroupeError(
             f"no recipe named '{name_or_path}'{did_you_mean(name_or_path, known)}\n"
-            f"  known recipes: {', '.join(known) or '(none)'} (in {root / 'recipes'})"
+            f"  known recipes: {', '.join(known) or '(none)'} (in {root / RECIPES_DIR})"
         )
     return path
 

@@ -29,7 +29,7 @@ import yaml
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, sha256_bytes, sha256_file
 from troupe.launch import SINGLE, Launch
-from troupe.layout import Place, base_model_location, is_local_model
+from troupe.layout import SPLIT_OF_LIST, Place, base_model_location, is_local_model
 from troupe.project import did_you_mean, relative_to_root
 from troupe.recipe import Recipe, load_recipe
 
@@ -128,7 +128,7 @@ def tokenizer_digest(config: dict, root: Path) -> str:
 def with_layout_paths(recipe: Recipe, config: dict) -> None:
     """The slug's paths into the config: dataset files, output folder, a first stage's adapter."""
     layout = recipe.layout
-    for list_name, split in (("datasets", "train"), ("test_datasets", "validation")):
+    for list_name, split in SPLIT_OF_LIST.items():
         entries = config.get(list_name)
         if isinstance(entries, list) and entries and isinstance(entries[0], dict):
             config[list_name] = [{**entries[0], "path": layout.rel(layout.split(split))}, *entries[1:]]

@@ -181,7 +181,7 @@ def share(recipe: Recipe) -> Path:
             "lock": lock_of(recipe, manifest),
         }
     )
-    path = recipe.layout.share_dir / f"{recipe.slug}.recipe.yaml"
+    path = recipe.layout.shared_recipe
     header = f"# troupe shared recipe '{recipe.slug}': import with `troupe import {path.name}`, then `make verify`.\n"
     atomic_write_text(
         path, header + yaml.dump(document, Dumper=LiteralDumper, allow_unicode=True, sort_keys=False, width=1000)
@@ -282,7 +282,7 @@ def unsafe_problems(text: str, layout: Layout) -> list:
 def find_lock(recipe: Recipe) -> Lock:
     """The recipe's lock (recipes/<slug>.lock.json, or the one in its own share file), checked."""
     layout = recipe.layout
-    shared = layout.share_dir / f"{recipe.slug}.recipe.yaml"
+    shared = layout.shared_recipe
     if layout.lock.is_file():
         try:
             return Lock.model_validate(json.loads(read_utf8(layout.lock, MAX_SHARE_BYTES, "a lock")))

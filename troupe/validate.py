@@ -26,13 +26,13 @@ from pydantic import BaseModel, ValidationError
 
 from troupe import bases, converters, policy
 from troupe.errors import Problem, TroupeError
-from troupe.layout import MODELS_DIR, Place, base_model_location
+from troupe.layout import MODELS_DIR, SPLIT_OF_LIST, Place, base_model_location
 from troupe.project import SLUG_RE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
 from troupe.render import Resolved, first_stage
 from troupe.schema import TroupeSpec
 
-DATASET_LISTS = ("datasets", "test_datasets")
+DATASET_LISTS = tuple(SPLIT_OF_LIST)
 UNREVIEWED = "unsafe: not on troupe's list"  # the policy's words for a key nobody has reviewed (or a typo)
 GEMMA_TEMPLATES = {"gemma", "gemma3", "gemma3n", "gemma4", "gemma4_unified"}
 EOT_BY_FAMILY = {"gemma4": "<turn|>", "gemma": "<end_of_turn>"}
@@ -474,8 +474,7 @@ def rendered_paths(recipe: Recipe) -> dict[str, str]:
     layout = recipe.layout
     return {
         "output_dir": layout.rel(layout.output_dir),
-        "datasets[0].path": layout.rel(layout.split("train")),
-        "test_datasets[0].path": layout.rel(layout.split("validation")),
+        **{f"{name}[0].path": layout.rel(layout.split(split)) for name, split in SPLIT_OF_LIST.items()},
     }
 
 

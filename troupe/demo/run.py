@@ -21,7 +21,7 @@ from troupe.demo.tiny import build_tiny_model, dataset_texts
 from troupe.errors import TroupeError
 from troupe.evaluation.report import difference_text, identity_cell, summary_rows, title, training_log
 from troupe.files import read_jsonl
-from troupe.layout import MODELS_DIR, base_model_location
+from troupe.layout import HELD_OUT, MODELS_DIR, base_model_location
 from troupe.plan import Needs, make_plan
 from troupe.recipe import Recipe, load_recipe
 
@@ -118,7 +118,7 @@ def base_conversations(recipe: Recipe) -> list[list[dict]]:
     replies left out of the story ([] for a source of ready samples, which has no story)."""
     held_out = {
         m["content"]
-        for split in ("validation", "test")
+        for split in HELD_OUT
         for record in read_jsonl(recipe.layout.split(split))
         if "text" not in record
         for m in as_messages(record)
