@@ -21,7 +21,7 @@ import yaml
 from troupe.errors import TroupeError
 from troupe.files import read_utf8
 from troupe.layout import Layout
-from troupe.project import SLUG_RE
+from troupe.project import SLUG_RE, SLUG_RULE
 from troupe.recipe import load_recipe
 
 NAMED_VALUES = (("character", "name"), ("prompt", "system"), ("prompt", "user_template"))
@@ -103,10 +103,7 @@ def rewrite(text: str, old_slug: str, new_slug: str, old_name: str | None, new_n
 def new_recipe(slug: str, source: Path, root: Path, name: str | None = None, force: bool = False) -> Path:
     """Write recipes/<slug>.yaml from `source` (and copy its link list); refuse to overwrite unless `force`."""
     if not SLUG_RE.match(slug):
-        raise TroupeError(
-            f"'{slug[:80]}' is not a valid recipe name: lower-case letters, digits and '_', starting with a "
-            "letter, at most 64 characters"
-        )
+        raise TroupeError(f"'{slug[:80]}' is not a valid recipe name: {SLUG_RULE}")
     if name and (why := name_problem(name)):
         raise TroupeError(f"{why}; give the display name on one line, without control characters")
     layout, origin = Layout(root, slug), Layout(root, source.stem)

@@ -13,6 +13,7 @@ from troupe.errors import TroupeError
 from troupe.layout import RECIPE_SUFFIX, RECIPES_DIR, Layout
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # at most 64 characters: a file name on every system
+SLUG_RULE = "lower-case letters, digits and '_', starting with a letter, at most 64 characters"
 
 
 def project_root() -> Path:
@@ -59,8 +60,7 @@ def resolve_recipe(name_or_path: str, root: Path, anywhere: bool = False) -> Pat
         return path
     if not SLUG_RE.match(name_or_path):
         raise TroupeError(
-            f"'{name_or_path[:80]}' is not a recipe name: names are lower-case letters, digits and '_', "
-            "starting with a letter, at most 64 characters (or give a path to a .yaml file)"
+            f"'{name_or_path[:80]}' is not a recipe name: names are {SLUG_RULE} (or give a path to a .yaml file)"
         )
     path = Layout(root, name_or_path).recipe
     if not path.is_file():

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from troupe.project import SLUG_RE
+
 MAX_SEED = 2**32 - 1  # what every random generator troupe seeds (random, torch, numpy) accepts
 MAX_LINES = 1000  # story lines around one sample
 MAX_CHARS = 100_000  # characters of one reply
@@ -117,7 +119,7 @@ class TroupeSpec(StrictModel):
     character: Character
     after: str | None = Field(
         None,
-        pattern=r"^[a-z][a-z0-9_]*$",
+        pattern=SLUG_RE,  # compiled: pydantic then matches with Python's re, which knows \Z
         description="a recipe whose trained adapter this one starts from (two-stage training)",
     )
     source: SourceOptions

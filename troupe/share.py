@@ -39,7 +39,7 @@ from troupe.files import (
     sha256_file,
 )
 from troupe.layout import SPLITS, Layout
-from troupe.project import SLUG_RE
+from troupe.project import SLUG_RE, SLUG_RULE
 from troupe.recipe import MAX_RECIPE_BYTES, Recipe, parse_yaml
 from troupe.redact import redacted
 
@@ -98,7 +98,7 @@ class ShareDocument(Strict):
     @classmethod
     def _a_recipe_name(cls, slug: str) -> str:
         if not SLUG_RE.match(slug):
-            raise ValueError("not a recipe name (lower-case letters, digits and '_', starting with a letter)")
+            raise ValueError(f"not a recipe name ({SLUG_RULE})")
         return slug
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from troupe import bases, converters, policy
 from troupe.errors import Problem, TroupeError
 from troupe.layout import MODELS_DIR, SPLIT_OF_LIST, Place, base_model_location
-from troupe.project import SLUG_RE, closest, did_you_mean, recipe_names, relative_to_root
+from troupe.project import SLUG_RE, SLUG_RULE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
 from troupe.render import Resolved, first_stage
 from troupe.schema import TroupeSpec
@@ -159,7 +159,7 @@ def slug_problems(recipe: Recipe, where: str) -> list[Problem]:
             where,
             "file name",
             f"'{recipe.slug}' is not a valid recipe name",
-            "rename the file: lower-case letters, digits and '_', starting with a letter (e.g. my_character.yaml)",
+            f"rename the file: {SLUG_RULE} (e.g. my_character.yaml)",
         )
     ]
 

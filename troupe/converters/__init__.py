@@ -12,17 +12,14 @@ Modules whose name starts with '_' are helpers, not converters.
 
 import importlib
 import pkgutil
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from troupe.errors import TroupeError
-from troupe.project import did_you_mean
+from troupe.project import SLUG_RE, did_you_mean
 from troupe.records import Line, Reject, Sample
-
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,7 @@ class ReadResult:
 
 def available() -> list[str]:
     """Every converter module name, from the filesystem."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if NAME_RE.match(m.name))
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if SLUG_RE.match(m.name))
 
 
 def load(name: str) -> ModuleType:
