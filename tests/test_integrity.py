@@ -15,6 +15,7 @@ from helpers import REPO, plumbing_project, troupe
 
 from troupe import dataset, pipeline, provenance
 from troupe.errors import TroupeError
+from troupe.plan import Needs, make_plan
 from troupe.recipe import load_recipe
 from troupe.render import write_resolved
 
@@ -97,7 +98,7 @@ def test_a_run_that_axolotl_ended_early_with_exit_0_is_not_promoted(trained, mon
     settings = ["max_steps=400", "save_steps=2", "eval_steps=1000"]
     monkeypatch.setattr(pipeline, "_run_training", axolotl_stopped_by_ctrl_c)
     with pytest.raises(TroupeError) as stopped:
-        pipeline.train(load_recipe("demo", settings, root=trained))
+        pipeline.train(make_plan(load_recipe("demo", settings, root=trained), Needs.TRAIN))
     message = str(stopped.value)
     assert message.startswith("training stopped before its planned end") and "(checkpoint at step 2 of 400)" in message
     assert "make train CHARACTER=demo RESUME=1" in message
@@ -106,7 +107,9 @@ def test_a_run_that_axolotl_ended_early_with_exit_0_is_not_promoted(trained, mon
     (run,) = runs.iterdir()
     assert provenance.checkpoints(run) == [run / "checkpoint-2"] and provenance.run_finished(run) is None
     with pytest.raises(TroupeError, match=r"started with a different config \(max_steps\)"):
-        pipeline.train(load_recipe("demo", ["max_steps=401", *settings[1:]], root=trained), resume=True)
+        pipeline.train(
+            make_plan(load_recipe("demo", ["max_steps=401", *settings[1:]], root=trained), Needs.TRAIN), resume=True
+        )
     assert list(runs.iterdir()) == [run]  # a refused resume removes nothing
     shutil.rmtree(run)
 

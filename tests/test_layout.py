@@ -2,9 +2,10 @@
 
 import pytest
 
-from troupe import pipeline, policy, preflight
+from troupe import policy, preflight
 from troupe.errors import CheckFailed
 from troupe.layout import Place, base_model_location, model_location
+from troupe.plan import Needs, make_plan
 from troupe.recipe import load_recipe
 from troupe.render import run_env
 
@@ -45,7 +46,7 @@ def test_a_base_model_not_built_yet_is_a_missing_folder_never_a_hub_id(project):
     assert recipe.axolotl["base_model"] == "models/not_built_yet"
     assert policy.model_problem("models/not_built_yet", project) is None
     with pytest.raises(CheckFailed) as failed:
-        pipeline.checked(recipe, need_data=True)
+        make_plan(recipe, Needs.INPUTS)
     problems = [p for p in failed.value.problems if p.key == "base_model"]
     assert [p.problem for p in problems] == ["models/not_built_yet is not a model folder"]
     assert run_env(recipe.axolotl, project)["HF_HUB_OFFLINE"] == "1"  # Axolotl never asks the hub for it

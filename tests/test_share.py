@@ -119,4 +119,5 @@ def test_share_refuses_a_recipe_holding_a_secret(project, monkeypatch, capsys):
     path = project / "recipes" / "demo.yaml"
     path.write_text(path.read_text(encoding="utf-8") + "\nwandb_api_key: abc123\n", encoding="utf-8")
     assert run(project, monkeypatch, "share", "demo") == 1
-    assert "looks like a secret (wandb_api_key)" in capsys.readouterr().err
+    assert "wandb_api_key: looks like a secret" in capsys.readouterr().err
+    assert not (project / "outputs" / "demo" / "share").exists()  # refused before anything is written

@@ -19,14 +19,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from troupe import pipeline, provenance, validate
+from troupe import pipeline, provenance
 from troupe.dataset import status as dataset_status
 from troupe.demo.tiny import ARCHS
 from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.files import read_utf8
-from troupe.launch import launch_plan
+from troupe.launch import SINGLE, launch_plan
 from troupe.layout import built_model_problem
+from troupe.plan import Needs, Plan, make_plan
 from troupe.policy import outside
 from troupe.preflight import WAIT_S
 from troupe.project import project_root, recipe_names, relative_to_root, resolve_recipe
@@ -34,7 +35,6 @@ from troupe.recipe import load_recipe
 from troupe.redact import redact
 from troupe.render import parallel_configs
 from troupe.text import printable
-from troupe.validate import troupe_problems
 
 
 def say(message: object = "", err: bool = False) -> None:
@@ -52,19 +52,32 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
         raise TroupeError(f"ARGS: {exc} in {args.args!r}; quote values as in a shell: key='a b'") from None
 
 
-def recipe_of(args: argparse.Namespace, anywhere: bool = False):
-    """The recipe, loaded and its troupe block checked (no Axolotl import), so that no verb acts on
-    a block it cannot read; `check` reports every problem itself, and only `check` reads a recipe
-    file outside recipes/ (it writes nothing)."""
+# What each verb is about to do (troupe.plan.Needs), and so how much of the check it runs, once.
+NEEDS = {
+    **dict.fromkeys(("speakers", "discover", "convert", "verify", "serve", "chat", "vllm"), Needs.SOURCE),
+    "share": Needs.SHARE,
+    "check": Needs.CONFIG,
+    "train": Needs.TRAIN,
+    **dict.fromkeys(("preprocess", "preflight"), Needs.INPUTS),
+    **dict.fromkeys(("evaluate", "merge", "export"), Needs.ADAPTER),
+}
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
+    """Load the verb's recipe once, check it once for what the verb needs, resolve it once. Only
+    `check` reads a recipe file outside recipes/ (it writes nothing)."""
+    launch = launch_of(args)
     allow_unsafe = getattr(args, "allow_unsafe", False)
-    recipe = load_recipe(args.recipe, overrides_of(args), allow_unsafe=allow_unsafe, anywhere=anywhere)
-    if args.verb != "check" and (problems := troupe_problems(recipe, relative_to_root(recipe.path, recipe.root))):
-        raise CheckFailed(problems)
-    return recipe
+    recipe = load_recipe(args.recipe, overrides_of(args), allow_unsafe=allow_unsafe, anywhere=args.verb == "check")
+    needs = Needs.DRY_RUN if getattr(args, "dry_run", False) else NEEDS[args.verb]
+    return make_plan(recipe, needs, launch, getattr(args, "parallel", None))
 
 
 def launch_of(args: argparse.Namespace):
-    """GPUS, NODES, NODE_RANK and MASTER, validated together (one line per mistake)."""
+    """GPUS, NODES, NODE_RANK and MASTER, validated together (one line per mistake); one process on
+    this machine for a verb that takes none of them."""
+    if not hasattr(args, "gpus"):
+        return SINGLE
     return launch_plan(args.gpus, args.nodes, args.node_rank, args.master)
 
 
@@ -93,16 +106,14 @@ def _describe(path) -> str:
 
 
 def cmd_check(args) -> int:
-    launch = launch_of(args)
-    recipe = recipe_of(args, anywhere=True)
     try:
-        result = pipeline.checked(recipe, need_data=False, parallel=args.parallel, launch=launch)
+        plan = plan_of(args)
     except CheckFailed as failed:
         say(failed, err=True)
         return 1
-    for note in result.notes + [f"note: {p.problem}; {p.fix}" for p in validate.missing_inputs(recipe)]:
+    for note in plan.notes:
         say(note)
-    say(f"{relative_to_root(recipe.path, recipe.root)}: OK")
+    say(f"{relative_to_root(plan.recipe.path, plan.recipe.root)}: OK")
     return 0
 
 
@@ -117,47 +128,36 @@ def cmd_new(args) -> int:
 
 
 def cmd_step(args) -> int:
-    recipe = recipe_of(args)
+    plan = plan_of(args)
     if args.verb == "preprocess":
-        pipeline.preprocess(recipe, debug=args.debug)
+        pipeline.preprocess(plan, debug=args.debug)
+    elif args.verb == "train" and args.dry_run:
+        pipeline.dry_run(plan, args.wait)
     elif args.verb == "train":
-        pipeline.train(recipe, launch_of(args), args.parallel, args.dry_run, args.wait, args.resume)
+        pipeline.train(plan, args.wait, args.resume)
+    elif args.verb == "preflight":
+        pipeline.preflight(plan, args.wait)
     else:
         {
             "convert": pipeline.convert,
             "evaluate": pipeline.evaluate,
             "merge": pipeline.merge,
             "export": pipeline.export,
-        }[args.verb](recipe)
+        }[args.verb](plan)
     return 0
-
-
-def cmd_preflight(args) -> int:
-    launch = launch_of(args)
-    pipeline.preflight(recipe_of(args), launch, args.parallel, args.wait)
-    return 0
-
-
-def fetching_recipe(args: argparse.Namespace):
-    """The recipe of a verb that reads its story source, downloading what is not cached: checked as
-    `convert` checks it (the safety policy included) first, so no verb fetches from a mirror that
-    `convert` refuses."""
-    recipe = recipe_of(args)
-    pipeline.checked_data(recipe)
-    return recipe
 
 
 def cmd_speakers(args) -> int:
     from troupe.dataset import read_source, speaker_table
 
-    say(speaker_table(read_source(fetching_recipe(args)).lines, args.top))
+    say(speaker_table(read_source(plan_of(args).recipe).lines, args.top))
     return 0
 
 
 def cmd_discover(args) -> int:
     from troupe.dataset import discover_links
 
-    recipe = fetching_recipe(args)
+    recipe = plan_of(args).recipe
     path, count, failed = discover_links(recipe)
     for failure in failed:
         say(f"  not fetched: {failure['link']}: {failure['reason']}", err=True)
@@ -168,7 +168,7 @@ def cmd_discover(args) -> int:
 def cmd_share(args) -> int:
     from troupe.share import share
 
-    recipe = recipe_of(args)
+    recipe = plan_of(args).recipe
     path = share(recipe)
     say(f"wrote {relative_to_root(path, recipe.root)}: the recipe, its link list and the dataset lock; send that file")
     return 0
@@ -190,7 +190,7 @@ def cmd_import(args) -> int:
 def cmd_verify(args) -> int:
     from troupe.share import verify
 
-    recipe = recipe_of(args)
+    recipe = plan_of(args).recipe
     found = verify(recipe, pipeline.command_line("convert", recipe))
     for line in found:
         say(f"  differs: {line}", err=True)
@@ -204,21 +204,21 @@ def cmd_verify(args) -> int:
 def cmd_serve(args) -> int:
     from troupe.serve import serve
 
-    serve(recipe_of(args), args.port)
+    serve(plan_of(args).recipe, args.port)
     return 0
 
 
 def cmd_chat(args) -> int:
     from troupe.serve import chat
 
-    chat(recipe_of(args))
+    chat(plan_of(args).recipe)
     return 0
 
 
 def cmd_vllm(args) -> int:
     from troupe.serve import vllm_command
 
-    say(vllm_command(recipe_of(args)))
+    say(vllm_command(plan_of(args).recipe))
     return 0
 
 
@@ -246,8 +246,8 @@ def _metrics_of(name: str) -> dict:
 def cmd_tiny_model(args) -> int:
     from troupe.demo.run import build_tiny
 
-    recipe = load_recipe(args.recipe)
-    pipeline.checked_data(recipe)  # a trained tiny model reads the recipe's story, downloading what is missing
+    # a trained tiny model reads the recipe's story, downloading what is missing: checked as convert is
+    recipe = make_plan(load_recipe(args.recipe), Needs.SOURCE).recipe
     out = str(args.out or recipe.axolotl.get("base_model"))
     if why := outside(out, recipe.root):
         why = f"'{out}' {why}"
@@ -312,7 +312,7 @@ def _pipeline_verbs(verbs) -> None:
     train.add_argument("--resume", action="store_true", help="continue the last interrupted run from its checkpoint")
     _wait_option(train)
     _wait_option(
-        _launch_options(_recipe_verb(verbs, "preflight", "prove every node would train the same thing", cmd_preflight))
+        _launch_options(_recipe_verb(verbs, "preflight", "prove every node would train the same thing", cmd_step))
     )
     _recipe_verb(verbs, "evaluate", "the character-fidelity report", cmd_step)
     _recipe_verb(verbs, "merge", "merge the adapter into the base model", cmd_step)

@@ -1,8 +1,8 @@
 """The steps behind the CLI verbs: check → convert → preprocess → train → evaluate → merge.
 
-Each step takes a loaded Recipe, checks it (load → check → act), does one thing, and says what it
-wrote. A step that makes something writes it beside its final place and renames it in only when it
-succeeded, with a record of what it was made from (troupe.provenance):
+Each step takes the verb's plan (troupe.plan: the recipe loaded once, checked once, resolved once),
+does one thing, and says what it wrote. A step that makes something writes it beside its final
+place and renames it in only when it succeeded, with a record of what it was made from (troupe.provenance):
 - convert: datasets/<slug>/ as one unit (troupe.dataset);
 - train: Axolotl writes outputs/<slug>/runs/<id>/; on exit 0 the run becomes outputs/<slug>/adapter/
   with train.resolved.yaml (exactly what Axolotl received) and troupe.json; an interrupted run
@@ -24,17 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-from troupe import bases, dataset, evaluation, provenance, validate
+from troupe import bases, dataset, evaluation, provenance
 from troupe import merge as merging
 from troupe.engine import run_axolotl
-from troupe.errors import CheckFailed, TroupeError
+from troupe.errors import TroupeError
 from troupe.files import new_dir_beside, replace_dir
-from troupe.launch import SINGLE, Launch, check_master
+from troupe.launch import check_master
+from troupe.plan import Needs, Plan, make_plan
 from troupe.preflight import WAIT_S
 from troupe.preflight import command as preflight_command
 from troupe.preflight import run as run_preflight
 from troupe.recipe import Recipe
-from troupe.render import Resolved, first_stage, resolve, run_env, write_resolved
+from troupe.render import Resolved, run_env, write_resolved
 
 
 def command_line(verb: str, recipe: Recipe) -> str:
@@ -42,27 +43,8 @@ def command_line(verb: str, recipe: Recipe) -> str:
     return " ".join(["troupe", verb, recipe.slug, *recipe.override_texts])
 
 
-def checked_data(recipe: Recipe) -> None:
-    """The data half of `check` (no Axolotl import): for convert, speakers, discover."""
-    if problems := validate.data_problems(recipe):
-        raise CheckFailed(problems)
-
-
-def checked(recipe: Recipe, need_data: bool = True, parallel: str | None = None, launch: Launch = SINGLE) -> Resolved:
-    """The resolved config, or CheckFailed with every problem. A recipe the safety policy refuses is
-    looked at no further (nothing it names is imported); `need_data` makes the files earlier steps
-    build (the dataset, a local base model) errors."""
-    problems, result = validate.all_problems(
-        recipe, lambda: resolve(recipe, dataset.read_manifest(recipe), parallel=parallel, launch=launch)
-    )
-    problems += validate.missing_inputs(recipe) if need_data else []
-    if problems:
-        raise CheckFailed(problems)
-    return result
-
-
-def convert(recipe: Recipe) -> dict:
-    checked_data(recipe)
+def convert(plan: Plan) -> dict:
+    recipe = plan.recipe
     manifest = dataset.build(recipe, command_line("convert", recipe))
     counts = manifest["counts"]
     print(
@@ -73,11 +55,12 @@ def convert(recipe: Recipe) -> dict:
     return manifest
 
 
-def ensure_dataset(recipe: Recipe) -> None:
+def ensure_dataset(plan: Plan) -> None:
+    recipe = plan.recipe
     if dataset.is_current(recipe):
         print(f"dataset {recipe.layout.rel(recipe.dataset_dir)} is current (its files match its manifest)")
     else:
-        convert(recipe)
+        convert(plan)
 
 
 def ensure_base(recipe: Recipe) -> None:
@@ -87,11 +70,9 @@ def ensure_base(recipe: Recipe) -> None:
         bases.build(name, recipe.root)
 
 
-def _prepared(recipe: Recipe, parallel: str | None = None, launch: Launch = SINGLE, need_data: bool = True) -> Resolved:
-    result = checked(recipe, need_data, parallel, launch)
-    for note in result.notes:
+def _say_notes(plan: Plan) -> None:
+    for note in plan.notes:
         print(note)
-    return result
 
 
 def _env(result: Resolved, root) -> dict:
@@ -99,9 +80,10 @@ def _env(result: Resolved, root) -> dict:
     return run_env(result.config, root) | result.env
 
 
-def preprocess(recipe: Recipe, debug: bool = False) -> None:
+def preprocess(plan: Plan, debug: bool = False) -> None:
     """Tokenise into the keyed cache; `debug` prints sample tokens with their labels (-100 = not trained)."""
-    result = _prepared(recipe)
+    recipe, result = plan.recipe, plan.resolved
+    _say_notes(plan)
     path = write_resolved(recipe, result, recipe.output_dir / "preprocess.resolved.yaml", "preprocess")
     env = _env(result, recipe.root)
     # --no-download: Axolotl would otherwise instantiate the base model only to pre-fetch it.
@@ -112,34 +94,32 @@ def preprocess(recipe: Recipe, debug: bool = False) -> None:
     run_axolotl("preprocess", path, recipe.root, env, extra)
 
 
-def train(
-    recipe: Recipe,
-    launch: Launch = SINGLE,
-    parallel: str | None = None,
-    dry_run: bool = False,
-    wait: int = WAIT_S,
-    resume: bool = False,
-) -> None:
-    """Train, first training the stage this recipe starts from (`troupe.after`) if it has no adapter.
-    `dry_run` writes the config it would use (outputs/<slug>/train.dry-run.yaml) and prints the commands
-    without running anything; `wait` is how long a multi-node preflight waits for the other nodes;
-    `resume` continues the last interrupted run from its newest checkpoint."""
-    if dry_run:
-        result = _prepared(recipe, parallel, launch, need_data=False)
-        path = write_resolved(recipe, result, recipe.output_dir / "train.dry-run.yaml", "train --dry-run")
-        launcher = _launcher(result)
-        if launch.nodes > 1:
-            print(f"$ {shlex.join(preflight_command(recipe, result, wait))}")
-        print(f"$ axolotl train {shlex.join([recipe.layout.rel(path), *launcher])}")
-        return
-    if launch.nodes > 1:
-        check_master(launch)
-    _launcher(checked(recipe, need_data=False, parallel=parallel, launch=launch))  # before anything runs
-    _train_first_stage(recipe, launch, parallel)
+def dry_run(plan: Plan, wait: int = WAIT_S) -> None:
+    """Write the config `train` would use (outputs/<slug>/train.dry-run.yaml) and print the commands
+    without running anything."""
+    recipe, result = plan.recipe, plan.resolved
+    _say_notes(plan)
+    path = write_resolved(recipe, result, recipe.output_dir / "train.dry-run.yaml", "train --dry-run")
+    launcher = result.launcher_args()
+    if result.launch.nodes > 1:
+        print(f"$ {shlex.join(preflight_command(recipe, result, wait))}")
+    print(f"$ axolotl train {shlex.join([recipe.layout.rel(path), *launcher])}")
+
+
+def train(plan: Plan, wait: int = WAIT_S, resume: bool = False) -> None:
+    """Train, first training the stage this recipe starts from (`troupe.after`) if it has no adapter,
+    then the packaged base model and the dataset if they are missing or stale. `wait` is how long a
+    multi-node preflight waits for the other nodes; `resume` continues the last interrupted run from
+    its newest checkpoint."""
+    recipe, result = plan.recipe, plan.resolved
+    if result.launch.nodes > 1:
+        check_master(result.launch)
+    _train_first_stage(plan)
     ensure_base(recipe)
-    ensure_dataset(recipe)
-    result = _prepared(recipe, parallel, launch)
-    if launch.nodes > 1:
+    ensure_dataset(plan)
+    plan.with_dataset()
+    _say_notes(plan)
+    if result.launch.nodes > 1:
         run_preflight(recipe, result, _env(result, recipe.root), wait)
     run_dir = _resumed_run(recipe, result) if resume else _new_run(recipe)
     started = time.perf_counter()
@@ -151,18 +131,23 @@ def train(
     _promote(recipe, result, run_dir, time.perf_counter() - started)
 
 
-def _train_first_stage(recipe: Recipe, launch: Launch, parallel: str | None) -> None:
-    first = first_stage(recipe)
+def _train_first_stage(plan: Plan) -> None:
+    recipe, first = plan.recipe, plan.recipe.first_stage
     if not first or provenance.read_record(first.layout.adapter_dir) is not None:
         return
-    if launch.nodes > 1:  # each node would train the first stage alone, and only one of them would save it
+    if plan.launch.nodes > 1:  # each node would train the first stage alone, and only one of them would save it
         raise TroupeError(
             f"{recipe.slug} starts from {first.slug}'s adapter, which this node does not have: train {first.slug} "
             f"first (the same command with CHARACTER={first.slug}), then copy outputs/{first.slug}/adapter/ from "
             "the node that saved it to every node"
         )
     print(f"{recipe.slug} starts from {first.slug}'s adapter, which is not trained yet: training {first.slug} first")
-    train(first, launch, parallel)
+    train(make_plan(first, Needs.TRAIN, plan.launch, _parallel_of(plan)))
+
+
+def _parallel_of(plan: Plan) -> str | None:
+    """The multi-GPU setup the plan was resolved with (configs/parallel/<name>), for its first stage."""
+    return plan.resolved.parallel
 
 
 def _new_run(recipe: Recipe) -> Path:
@@ -217,7 +202,7 @@ def _unfinished(recipe: Recipe, run_dir: Path) -> str:
 def _run_training(recipe: Recipe, result: Resolved, run_dir: Path) -> None:
     result.config["output_dir"] = recipe.layout.rel(run_dir)
     path = write_resolved(recipe, result, run_dir / "train.resolved.yaml", "train")
-    env, launcher = _env(result, recipe.root), _launcher(result)
+    env, launcher = _env(result, recipe.root), result.launcher_args()
     if result.launch.processes > 1 and not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
         # one process per machine tokenises; otherwise every GPU's process would (a single one does it in `train`)
         run_axolotl("preprocess", path, recipe.root, env, ["--no-download"])
@@ -245,7 +230,7 @@ def _promote(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) ->
 
 def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) -> dict:
     manifest = dataset.read_manifest(recipe)
-    first = first_stage(recipe)
+    first = recipe.first_stage
     return {
         "step": "train",
         "recipe": recipe.layout.rel(recipe.path),
@@ -265,40 +250,34 @@ def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: f
     }
 
 
-def _launcher(result: Resolved) -> list[str]:
-    if result.launch.gpus > 1 and not result.cuda:
-        raise TroupeError(
-            f"GPUS={result.launch.gpus} needs CUDA GPUs and this machine has none (TROUPE_DEVICE=cuda with "
-            "--dry-run shows what would run)"
-        )
-    return result.launcher_args()
-
-
-def preflight(recipe: Recipe, launch: Launch, parallel: str | None = None, wait: int = WAIT_S) -> None:
+def preflight(plan: Plan, wait: int = WAIT_S) -> None:
     """Only the preflight: do the nodes agree on what they would train?"""
-    if launch.nodes < 2:
+    recipe, result = plan.recipe, plan.resolved
+    if result.launch.nodes < 2:
         raise TroupeError("the preflight compares machines: give NODES (2 or more), NODE_RANK and MASTER")
-    check_master(launch)
-    result = _prepared(recipe, parallel, launch)
+    check_master(result.launch)
+    _say_notes(plan)
     run_preflight(recipe, result, _env(result, recipe.root), wait)
 
 
-def evaluate(recipe: Recipe) -> dict:
+def evaluate(plan: Plan) -> dict:
+    recipe = plan.recipe
     adapter = provenance.adapter_record(recipe.layout)  # no adapter: say so before anything is loaded
     if why := dataset.trained_on_problem(recipe, adapter):
         raise TroupeError(f"not evaluating: {why}")
-    _prepared(recipe)
+    _say_notes(plan)
     scores = evaluation.evaluate(recipe)
     print(evaluation.summary_table(scores))
     print(f"wrote {recipe.layout.rel(recipe.layout.eval_dir)}: metrics.json, generations.csv, probes.json, report.html")
     return scores
 
 
-def merge(recipe: Recipe) -> Path:
+def merge(plan: Plan) -> Path:
     """Axolotl's merge of the current adapter, built aside and renamed in with its record."""
+    recipe, result = plan.recipe, plan.resolved
     layout = recipe.layout
     adapter = provenance.adapter_record(layout)
-    result = _prepared(recipe)
+    _say_notes(plan)
     build = new_dir_beside(layout.merged_dir)
     result.config.update(output_dir=layout.rel(build), lora_model_dir=layout.rel(layout.adapter_dir))
     path = write_resolved(recipe, result, build / "merge.resolved.yaml", "merge")
@@ -316,9 +295,9 @@ def merge(recipe: Recipe) -> Path:
     return layout.merged_dir
 
 
-def export(recipe: Recipe) -> Path:
+def export(plan: Plan) -> Path:
     """GGUF files of the merged model and the adapter, checked in llama.cpp (troupe.export)."""
     from troupe.export import export as export_gguf
 
-    _prepared(recipe)
-    return export_gguf(recipe)
+    _say_notes(plan)
+    return export_gguf(plan.recipe)

@@ -23,7 +23,7 @@ import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from troupe.errors import Problem
+from troupe.errors import Kind, Problem
 from troupe.layout import SPLIT_OF_LIST, Place, base_folder_problem, base_model_location
 
 FIX = "remove it, or run with --allow-unsafe (ALLOW_UNSAFE=1) if you trust this recipe"
@@ -262,13 +262,13 @@ def strategy_problem(kind: object) -> str | None:
 def problems(config: dict, block: dict, root: Path, where: str) -> list[Problem]:
     """Every policy finding of one recipe: its Axolotl keys `config` and its `troupe:` block."""
     found = [*_key_findings(config, root), *_dataset_findings(config, root), *_source_findings(block, root)]
-    return [Problem(where, key, f"unsafe: {why}", FIX) for key, why in found]
+    return [Problem(where, key, f"unsafe: {why}", FIX, kind) for key, why, kind in found]
 
 
 def _key_findings(config: dict, root: Path):
     for key, value in config.items():
         if why := key_problem(key, value, root):
-            yield key, why
+            yield key, why, Kind.UNSAFE if key in classified_keys() else Kind.UNREVIEWED
 
 
 def key_problem(key: str, value: object, root: Path) -> str | None:
@@ -308,22 +308,22 @@ def _dataset_findings(config: dict, root: Path):
         entries = config.get(list_name)
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             if isinstance(entry, dict):
-                yield from ((f"{list_name}[{i}].{key}", why) for key, why in _entry_findings(entry, root))
+                yield from ((f"{list_name}[{i}].{key}", *finding) for key, *finding in _entry_findings(entry, root))
 
 
 def _entry_findings(entry: dict, root: Path):
     for key, value in entry.items():
         if key in dataset_denied_reasons():
             if value not in (None, False, "", []):
-                yield key, dataset_denied_reasons()[key]
+                yield key, dataset_denied_reasons()[key], Kind.UNSAFE
         elif key == "type":
             if why := strategy_problem(value):
-                yield key, why
+                yield key, why, Kind.UNSAFE
         elif key in TEMPLATE:
             if why := template_problem(value, root):
-                yield key, why
+                yield key, why, Kind.UNSAFE
         elif key not in DATASET_INERT | DATASET_RENDERED:
-            yield key, "not on troupe's list of dataset fields reviewed as safe (troupe/policy.py)"
+            yield key, "not on troupe's list of dataset fields reviewed as safe (troupe/policy.py)", Kind.UNREVIEWED
 
 
 def _source_findings(block: dict, root: Path):
@@ -331,10 +331,10 @@ def _source_findings(block: dict, root: Path):
     files = source.get("files")
     for value in files if isinstance(files, list) else [files]:
         if isinstance(value, str) and (why := outside(value, root)):
-            yield "troupe.source.files", f"path '{value}' {why}"
+            yield "troupe.source.files", f"path '{value}' {why}", Kind.UNSAFE
     url = source.get("base_url")
     if isinstance(url, str) and (why := url_problem(url)):
-        yield "troupe.source.base_url", why
+        yield "troupe.source.base_url", why, Kind.UNSAFE
 
 
 def url_problem(url: str) -> str | None:

@@ -131,12 +131,15 @@ def adapter_record(layout: Layout) -> dict:
     """The current adapter's record, or TroupeError with the command that makes one."""
     record = read_record(layout.adapter_dir)
     if record is None:
-        interrupted = interrupted_runs(layout)
-        why = f" (the last run, {layout.rel(interrupted[-1])}, did not finish)" if interrupted else ""
-        raise TroupeError(
-            f"no trained adapter in {layout.rel(layout.adapter_dir)}{why}; run: make train CHARACTER={layout.slug}"
-        )
+        raise TroupeError(f"{no_adapter(layout)}; run: make train CHARACTER={layout.slug}")
     return record
+
+
+def no_adapter(layout: Layout) -> str:
+    """What there is instead of a trained adapter (an interrupted run, or nothing)."""
+    interrupted = interrupted_runs(layout)
+    why = f" (the last run, {layout.rel(interrupted[-1])}, did not finish)" if interrupted else ""
+    return f"no trained adapter in {layout.rel(layout.adapter_dir)}{why}"
 
 
 def training_config(layout: Layout, folder: Path | None = None) -> dict:

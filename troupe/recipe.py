@@ -3,6 +3,7 @@
 recipe = load_recipe("kaltsit", overrides=["max_steps=2"])
 recipe.axolotl   # the recipe's Axolotl keys (troupe.render adds the paths and CPU/cache adjustments)
 recipe.troupe    # the raw troupe block; recipe.spec is its validated form
+recipe.first_stage  # the recipe named by `troupe.after` (a two-stage character), or None
 recipe.layout    # every path that derives from the slug (troupe.layout)
 
 YAML is read safely; a duplicate key (YAML would silently keep the last), an alias bomb, a file too
@@ -10,6 +11,7 @@ large to be a recipe or not UTF-8 is refused with one line.
 """
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,10 +43,24 @@ class Recipe:
     def slug(self) -> str:
         return self.path.stem
 
-    @property
+    @functools.cached_property
     def spec(self) -> TroupeSpec:
-        """The validated troupe block (raises pydantic.ValidationError; `troupe check` reports it)."""
+        """The validated troupe block, validated on first use (raises pydantic.ValidationError;
+        `troupe check` reports it)."""
         return TroupeSpec.parse(self.troupe)
+
+    @functools.cached_property
+    def first_stage(self) -> "Recipe | None":
+        """The recipe named by `troupe.after`, with the same Axolotl-key overrides, read once; None
+        for a one-stage recipe or one whose first stage cannot be read (`troupe check` says why)."""
+        after = self.troupe.get("after")
+        if not isinstance(after, str):
+            return None
+        shared = [o.text for o in self.overrides if not o.key.startswith("troupe.")]
+        try:
+            return load_recipe(after, shared, root=self.root, allow_unsafe=self.allow_unsafe)
+        except TroupeError:
+            return None
 
     @property
     def layout(self) -> Layout:

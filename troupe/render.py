@@ -31,7 +31,7 @@ from troupe.files import atomic_write_text, sha256_bytes, sha256_file
 from troupe.launch import SINGLE, Launch
 from troupe.layout import SPLIT_OF_LIST, Place, base_model_location, is_local_model
 from troupe.project import did_you_mean, relative_to_root
-from troupe.recipe import Recipe, load_recipe
+from troupe.recipe import Recipe
 
 CPU_SAFE = {
     "lora_mlp_kernel": False,
@@ -61,6 +61,7 @@ class Resolved:
     notes: list[str] = field(default_factory=list)
     launch: Launch = field(default_factory=Launch)
     env: dict = field(default_factory=dict)  # what the run needs in its environment beyond run_env
+    parallel: str | None = None  # the multi-GPU setup (configs/parallel/<name>) it was resolved with
 
     def launcher_args(self) -> list[str]:
         """How `axolotl train` starts: in-process for one CPU process (accelerate adds nothing there
@@ -133,7 +134,7 @@ def with_layout_paths(recipe: Recipe, config: dict) -> None:
         if isinstance(entries, list) and entries and isinstance(entries[0], dict):
             config[list_name] = [{**entries[0], "path": layout.rel(layout.split(split))}, *entries[1:]]
     config["output_dir"] = layout.rel(layout.output_dir)
-    if first := first_stage(recipe):
+    if first := recipe.first_stage:
         config["lora_model_dir"] = layout.rel(first.layout.adapter_dir)  # start from its adapter
 
 
@@ -166,18 +167,6 @@ def cpu_adjustments(config: dict) -> list[str]:
     return changed
 
 
-def first_stage(recipe: Recipe) -> Recipe | None:
-    """The recipe named by `troupe.after`, with the same Axolotl-key overrides, if it exists."""
-    after = recipe.troupe.get("after")
-    if not isinstance(after, str):
-        return None
-    shared = [o.text for o in recipe.overrides if not o.key.startswith("troupe.")]
-    try:
-        return load_recipe(after, shared, root=recipe.root, allow_unsafe=recipe.allow_unsafe)
-    except TroupeError:
-        return None  # `troupe check` reports it
-
-
 def resolve(
     recipe: Recipe,
     manifest: dict | None = None,
@@ -207,7 +196,7 @@ def resolve(
         )
     if launch.processes > 1:
         notes.append(batch_arithmetic(config, launch))
-    return Resolved(config, cuda, notes, launch, env)
+    return Resolved(config, cuda, notes, launch, env, parallel)
 
 
 def batch_arithmetic(config: dict, launch: Launch) -> str:

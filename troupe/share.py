@@ -18,7 +18,6 @@ written aside first and moved in whole (`write_import`): an import that fails le
 """
 
 import json
-import re
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -27,7 +26,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from troupe import __version__, dataset, pipeline, policy, validate
+from troupe import __version__, dataset, policy, validate
 from troupe.errors import TroupeError
 from troupe.files import (
     atomic_write_text,
@@ -46,9 +45,6 @@ from troupe.redact import redacted
 SHARE_FORMAT = 1
 MAX_SHARE_BYTES = 64_000_000  # the lock of a 1M-sample dataset is ~20 MB; the recipe itself stays ≤ 1 MB
 SHARED_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv")  # link lists and the recipe's own source files
-SECRET_KEY_RE = re.compile(
-    r"(api_?key|access_?key|password|secret|^token$|(hf|hub|auth|access|api)_token)", re.IGNORECASE
-)
 SHA256 = r"^[0-9a-f]{64}$"
 
 
@@ -116,21 +112,6 @@ def sample_hashes(path: Path) -> list[str]:
     return [sha256_bytes(line)[:16] for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def secrets_in(data: object, prefix: str = "") -> list[str]:
-    """Keys that look like they hold a credential and have a value."""
-    found = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            name = f"{prefix}{key}"
-            if SECRET_KEY_RE.search(str(key)) and value not in (None, "", False):
-                found.append(name)
-            found += secrets_in(value, f"{name}.")
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            found += secrets_in(value, f"{prefix}{i}.")
-    return found
-
-
 def lock_of(recipe: Recipe, manifest: dict) -> dict:
     import axolotl
 
@@ -161,12 +142,8 @@ def companion_files(recipe: Recipe) -> dict[str, str]:
 
 
 def share(recipe: Recipe) -> Path:
-    """Write outputs/<slug>/share/<slug>.recipe.yaml for the recipe's current dataset."""
-    if found := secrets_in({**recipe.axolotl, "troupe": recipe.troupe}):
-        raise TroupeError(
-            f"{recipe.path.name} holds what looks like a secret ({', '.join(found)}); "
-            "move it to the environment before sharing"
-        )
+    """Write outputs/<slug>/share/<slug>.recipe.yaml for the recipe's current dataset (checked by
+    troupe.plan with Needs.SHARE: no key that looks like a secret)."""
     manifest = dataset.read_manifest(recipe)
     if not manifest or not dataset.is_current(recipe):
         raise TroupeError(f"the dataset is missing or stale; run: make convert CHARACTER={recipe.slug}")
@@ -319,10 +296,10 @@ def differences(lock: Lock, manifest: dict, folder: Path) -> list[str]:
 
 
 def verify(recipe: Recipe, command: str) -> list[str]:
-    """Rebuild the dataset from its sources in a temporary folder and compare with the lock; [] means
-    identical. The dataset an adapter was trained on (datasets/<slug>/) is never touched."""
+    """Rebuild the dataset of a checked recipe (troupe.plan) from its sources in a temporary folder
+    and compare with the lock; [] means identical. The dataset an adapter was trained on
+    (datasets/<slug>/) is never touched."""
     lock = find_lock(recipe)
-    pipeline.checked_data(recipe)
     recipe.dataset_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=recipe.dataset_dir.parent, prefix=f".verify-{recipe.slug}-"))
     try:

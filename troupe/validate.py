@@ -19,21 +19,21 @@ import functools
 import importlib.util
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from troupe import bases, converters, policy
-from troupe.errors import Problem, TroupeError
+from troupe import bases, converters, policy, provenance
+from troupe.errors import Kind, Problem, TroupeError
 from troupe.layout import MODELS_DIR, SPLIT_OF_LIST, Place, base_model_location
 from troupe.project import SLUG_RE, SLUG_RULE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
-from troupe.render import Resolved, first_stage
+from troupe.render import Resolved
 from troupe.schema import TroupeSpec
 
 DATASET_LISTS = tuple(SPLIT_OF_LIST)
-UNREVIEWED = "unsafe: not on troupe's list"  # the policy's words for a key nobody has reviewed (or a typo)
 GEMMA_TEMPLATES = {"gemma", "gemma3", "gemma3n", "gemma4", "gemma4_unified"}
 EOT_BY_FAMILY = {"gemma4": "<turn|>", "gemma": "<end_of_turn>"}
 
@@ -119,10 +119,24 @@ def template_file_problems(config: dict, root: Path, where: str) -> list[Problem
     return [Problem(where, "chat_template_jinja", f"template file '{value}' is {what}", fix)]
 
 
-def missing_inputs(recipe: Recipe) -> list[Problem]:
-    """Files a step needs that an earlier step builds: the dataset and a local base model."""
+def missing_inputs(recipe: Recipe, built_by_the_step: bool = False, adapter: bool = False) -> list[Problem]:
+    """Files a step needs that an earlier step builds: the dataset, a local base model, and with
+    `adapter` the trained adapter. With `built_by_the_step` (train), only those it cannot build: a
+    local base model with no registry package (troupe.bases); it converts the dataset itself."""
     where = relative_to_root(recipe.path, recipe.root)
-    return dataset_file_problems(recipe, where) + base_model_problems(recipe, where)
+    if built_by_the_step:
+        packaged = bases.for_base_model(recipe.axolotl.get("base_model"), recipe.root)
+        return [] if packaged else base_model_problems(recipe, where)
+    problems = dataset_file_problems(recipe, where) + base_model_problems(recipe, where)
+    return problems + (adapter_problems(recipe, where) if adapter else [])
+
+
+def adapter_problems(recipe: Recipe, where: str) -> list[Problem]:
+    """No trained adapter to evaluate, merge or export."""
+    if provenance.read_record(recipe.layout.adapter_dir) is not None:
+        return []
+    fix = f"make train CHARACTER={recipe.slug}"
+    return [Problem(where, "adapter", provenance.no_adapter(recipe.layout), fix, Kind.MISSING_INPUT)]
 
 
 def all_problems(recipe: Recipe, resolve_config) -> tuple[list[Problem], object]:
@@ -132,12 +146,12 @@ def all_problems(recipe: Recipe, resolve_config) -> tuple[list[Problem], object]
     the resolved config or None)."""
     where = relative_to_root(recipe.path, recipe.root)
     problems = data_problems(recipe)
-    refused = [p for p in problems if p.problem.startswith("unsafe:")]
-    if refused and not any(p.problem.startswith(UNREVIEWED) for p in refused):
+    refused = [p for p in problems if p.refused]
+    if refused and not any(p.kind is Kind.UNREVIEWED for p in refused):
         return problems, None  # refused for what the keys do: nothing of Axolotl's is needed to say so
     plugins_ok = not any(p.key == "plugins" for p in refused)
     problems = without_unknown_duplicates(problems + unknown_key_problems(recipe.axolotl, where, plugins_ok))
-    if any(p.problem.startswith("unsafe:") for p in problems):
+    if any(p.refused for p in problems):
         return problems, None
     resolved = resolve_config()
     return problems + engine_problems(recipe, resolved), resolved
@@ -147,8 +161,37 @@ def without_unknown_duplicates(problems: list[Problem]) -> list[Problem]:
     """A key both unknown to Axolotl and refused by the policy as unreviewed is reported once, as
     unknown: a typo deserves a did-you-mean, not a security warning (and it is harmless: Axolotl
     drops it)."""
-    unknown = {p.key for p in problems if p.problem.startswith("unknown Axolotl key")}
-    return [p for p in problems if not (p.key in unknown and p.problem.startswith(UNREVIEWED))]
+    unknown = {p.key for p in problems if p.kind is Kind.UNKNOWN_KEY}
+    return [p for p in problems if not (p.key in unknown and p.kind is Kind.UNREVIEWED)]
+
+
+SECRET_KEY_RE = re.compile(
+    r"(api_?key|access_?key|password|secret|^token$|(hf|hub|auth|access|api)_token)", re.IGNORECASE
+)
+
+
+def secret_problems(recipe: Recipe) -> list[Problem]:
+    """Keys that look like they hold a credential and have a value: refused by `share` (a shared
+    file must never carry one)."""
+    where = relative_to_root(recipe.path, recipe.root)
+    fix = "move it to the environment before sharing"
+    found = secrets_in({**recipe.axolotl, "troupe": recipe.troupe})
+    return [Problem(where, key, "looks like a secret", fix, Kind.UNSAFE) for key in found]
+
+
+def secrets_in(data: object, prefix: str = "") -> list[str]:
+    """Keys that look like they hold a credential and have a value."""
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{prefix}{key}"
+            if SECRET_KEY_RE.search(str(key)) and value not in (None, "", False):
+                found.append(name)
+            found += secrets_in(value, f"{name}.")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += secrets_in(value, f"{prefix}{i}.")
+    return found
 
 
 def slug_problems(recipe: Recipe, where: str) -> list[Problem]:
@@ -248,7 +291,8 @@ def unknown_key_problems(config: dict, where: str, with_plugins: bool = True) ->
 def _unknown(where: str, path: str, key: str, known: frozenset[str]) -> Problem:
     match = closest(key, known)
     fix = f"rename it to '{match}'" if match else "remove it (see Axolotl's config reference)"
-    return Problem(where, path, f"unknown Axolotl key: Axolotl would silently drop it{did_you_mean(key, known)}", fix)
+    problem = f"unknown Axolotl key: Axolotl would silently drop it{did_you_mean(key, known)}"
+    return Problem(where, path, problem, fix, Kind.UNKNOWN_KEY)
 
 
 def axolotl_problems(resolved: Resolved, where: str) -> list[Problem]:
@@ -304,6 +348,15 @@ def _axolotl_chatter_muted():
         yield
     finally:
         logging.disable(logging.NOTSET)
+
+
+def launch_problems(recipe: Recipe, resolved: Resolved) -> list[Problem]:
+    """Several GPUs asked of a machine that has none (a dry run renders for CUDA with TROUPE_DEVICE=cuda)."""
+    if resolved.launch.gpus < 2 or resolved.cuda:
+        return []
+    problem = f"GPUS={resolved.launch.gpus} needs CUDA GPUs and this machine has none"
+    fix = "train on a GPU machine (TROUPE_DEVICE=cuda with DRY_RUN=1 shows what would run)"
+    return [Problem(relative_to_root(recipe.path, recipe.root), "GPUS", problem, fix)]
 
 
 def ray_problems(resolved: Resolved, where: str) -> list[Problem]:
@@ -415,7 +468,7 @@ def stage_problems(recipe: Recipe, where: str) -> list[Problem]:
     while isinstance(after := current.troupe.get("after"), str):
         if after in chain:
             return [Problem(where, "troupe.after", f"stages loop: {' → '.join([*chain, after])}", "break the loop")]
-        current = first_stage(current)
+        current = current.first_stage
         if current is None:
             known = recipe_names(recipe.root)
             return [
@@ -427,7 +480,7 @@ def stage_problems(recipe: Recipe, where: str) -> list[Problem]:
                 )
             ]
         chain.append(after)
-    first = first_stage(recipe)
+    first = recipe.first_stage
     if first.axolotl.get("base_model") != recipe.axolotl.get("base_model"):
         return [
             Problem(
@@ -537,6 +590,7 @@ def dataset_file_problems(recipe: Recipe, where: str) -> list[Problem]:
             "dataset",
             f"{recipe.layout.rel(manifest)} does not exist yet",
             f"make convert CHARACTER={recipe.slug}",
+            Kind.MISSING_INPUT,
         )
     ]
 
@@ -554,4 +608,4 @@ def base_model_problems(recipe: Recipe, where: str) -> list[Problem]:
         fix = "build it: troupe tiny-model (make demo does)"
     else:
         fix = "put the model there, or use a hub id"
-    return [Problem(where, "base_model", f"{base} is not a model folder", fix)]
+    return [Problem(where, "base_model", f"{base} is not a model folder", fix, Kind.MISSING_INPUT)]

@@ -73,8 +73,8 @@ def run_demo(slug: str = "demo", overrides: list[str] = ()) -> dict:
     manifest = timed("convert", step("convert", Needs.SOURCE))
     timed("base model", build_base, recipe)
     timed("train", step("train", Needs.TRAIN))  # tokenises first: the prepared cache is new for a new dataset
-    merged = timed("merge", step("merge", Needs.INPUTS))
-    metrics = timed("evaluate", step("evaluate", Needs.INPUTS))
+    merged = timed("merge", step("merge", Needs.ADAPTER))
+    metrics = timed("evaluate", step("evaluate", Needs.ADAPTER))
     client = timed("client", ask_through_client, recipe)
     seconds = time.perf_counter() - started
     print(demo_summary(recipe, manifest, metrics, merged, client, timings, seconds))
