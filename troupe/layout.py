@@ -18,6 +18,8 @@ from pathlib import Path
 SPLITS = ("train", "validation", "test")
 HELD_OUT = SPLITS[1:]  # scored, never trained on
 SPLIT_OF_LIST = {"datasets": "train", "test_datasets": "validation"}  # the Axolotl list reading each split
+RENDERED_KEYS = ("output_dir", "dataset_prepared_path", "lora_model_dir")  # Axolotl paths troupe fills in
+RENDERED_ENTRY_KEY = "path"  # …and in each dataset list's entry (SPLIT_OF_LIST)
 RECIPES_DIR, RECIPE_SUFFIX = "recipes", ".yaml"
 MODELS_DIR = "models"  # base models troupe builds (`troupe base`, `troupe tiny-model`), never a slug's
 STEP_DIRS = ("outputs", "datasets")  # what the steps write for each slug

@@ -24,7 +24,14 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from troupe.errors import Kind, Problem
-from troupe.layout import SPLIT_OF_LIST, Place, base_folder_problem, base_model_location
+from troupe.layout import (
+    RENDERED_ENTRY_KEY,
+    RENDERED_KEYS,
+    SPLIT_OF_LIST,
+    Place,
+    base_folder_problem,
+    base_model_location,
+)
 
 FIX = "remove it, or run with --allow-unsafe (ALLOW_UNSAFE=1) if you trust this recipe"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -112,7 +119,7 @@ MODEL = _names("base_model base_model_config tokenizer_config")  # a hub id, or 
 IDENTIFIER = _names("type_of_model model_type tokenizer_type processor_type cls_model_config")  # transformers names
 TEMPLATE = _names("chat_template_jinja")  # inline Jinja, or a file inside the project
 PARALLEL = _names("deepspeed")  # one of configs/parallel/*.json
-RENDERED = _names("output_dir dataset_prepared_path lora_model_dir datasets test_datasets")  # troupe.layout
+RENDERED = frozenset(RENDERED_KEYS) | frozenset(SPLIT_OF_LIST)  # troupe.layout fills them in from the slug
 PLUGINS = _names("plugins")
 CHOICES = {
     "attn_implementation": _names("""eager sdpa flash_attention_2 flash_attention_3 flash_attention_4
@@ -153,7 +160,7 @@ DATASET_INERT = _names("""
     message_field_training_detail split_thinking logprobs_field temperature roles_to_train train_on_eos
     train_on_eot roles drop_system_message input_transform
 """)
-DATASET_RENDERED = _names("path")
+DATASET_RENDERED = frozenset({RENDERED_ENTRY_KEY})
 DATASET_DENIED = {
     "runs Python code that is not Axolotl's": _names("trust_remote_code"),
     "reads files or hub data that troupe does not build": _names("data_files name revision"),

@@ -29,7 +29,7 @@ import yaml
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, sha256_bytes, sha256_file
 from troupe.launch import SINGLE, Launch
-from troupe.layout import SPLIT_OF_LIST, Place, base_model_location, is_local_model
+from troupe.layout import RENDERED_ENTRY_KEY, SPLIT_OF_LIST, Place, base_model_location, is_local_model
 from troupe.project import did_you_mean, relative_to_root
 from troupe.recipe import Recipe
 
@@ -132,7 +132,7 @@ def with_layout_paths(recipe: Recipe, config: dict) -> None:
     for list_name, split in SPLIT_OF_LIST.items():
         entries = config.get(list_name)
         if isinstance(entries, list) and entries and isinstance(entries[0], dict):
-            config[list_name] = [{**entries[0], "path": layout.rel(layout.split(split))}, *entries[1:]]
+            config[list_name] = [{**entries[0], RENDERED_ENTRY_KEY: layout.rel(layout.split(split))}, *entries[1:]]
     config["output_dir"] = layout.rel(layout.output_dir)
     if first := recipe.first_stage:
         config["lora_model_dir"] = layout.rel(first.layout.adapter_dir)  # start from its adapter

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from troupe import bases, converters, policy, provenance
 from troupe.errors import Kind, Problem, TroupeError
-from troupe.layout import MODELS_DIR, SPLIT_OF_LIST, Place, base_model_location
+from troupe.layout import MODELS_DIR, RENDERED_ENTRY_KEY, RENDERED_KEYS, SPLIT_OF_LIST, Place, base_model_location
 from troupe.project import SLUG_RE, SLUG_RULE, closest, did_you_mean, recipe_names, relative_to_root
 from troupe.recipe import Recipe
 from troupe.render import Resolved
@@ -516,10 +516,10 @@ def layout_problems(recipe: Recipe, where: str) -> list[Problem]:
 
 def written_paths(config: dict):
     """(key, value) of every path a recipe may write that troupe renders."""
-    for key in ("output_dir", "dataset_prepared_path", "lora_model_dir"):
+    for key in RENDERED_KEYS:
         yield key, config.get(key)
     for place, entry in dataset_entries(config):
-        yield f"{place}.path", entry.get("path")
+        yield f"{place}.{RENDERED_ENTRY_KEY}", entry.get(RENDERED_ENTRY_KEY)
 
 
 def rendered_paths(recipe: Recipe) -> dict[str, str]:
@@ -527,7 +527,7 @@ def rendered_paths(recipe: Recipe) -> dict[str, str]:
     layout = recipe.layout
     return {
         "output_dir": layout.rel(layout.output_dir),
-        **{f"{name}[0].path": layout.rel(layout.split(split)) for name, split in SPLIT_OF_LIST.items()},
+        **{f"{name}[0].{RENDERED_ENTRY_KEY}": layout.rel(layout.split(split)) for name, split in SPLIT_OF_LIST.items()},
     }
 
 
