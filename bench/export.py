@@ -31,7 +31,7 @@ def main() -> None:
     started = time.perf_counter()
     folder = export(recipe)
     seconds = time.perf_counter() - started
-    record = provenance.read_record(folder)
+    record = provenance.read_record(folder, "export")
     prompts = len(read_jsonl(recipe.layout.split("test")))
     checked = agreement(recipe, provenance.training_config(recipe.layout), recipe.layout.export_files(), prompts)
     print(

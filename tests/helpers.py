@@ -70,9 +70,7 @@ def save_as_trained_adapter(recipe, peft_model, tokenizer) -> None:
     write_resolved(recipe, resolve(recipe, cuda=False), folder / "train.resolved.yaml", "train")
     manifest = dataset.read_manifest(recipe) or {"files": {}}
     record = {
-        "step": "train",
         "adapter_sha256": provenance.weights_sha256(folder),
         "dataset_splits": {name: entry["sha256"] for name, entry in manifest["files"].items()},
-        "finished": provenance.timestamp(),
     }
-    provenance.write_record(folder, record)
+    provenance.write_record(folder, provenance.record("train", record))

@@ -1,11 +1,9 @@
 """The demo's base model: trained on every speaker's story lines in the recipe's chat format, never on
 a line the character is later scored on; same story → same files."""
 
-import json
-
 import pytest
 
-from troupe import dataset
+from troupe import dataset, provenance
 from troupe.demo import tiny
 from troupe.demo.run import base_conversations
 from troupe.files import read_jsonl, sha256_file
@@ -59,7 +57,7 @@ def test_same_story_same_files(demo, monkeypatch, tmp_path):
     for out in (tmp_path / "a", tmp_path / "b"):
         assert tiny.build_tiny_model(out, texts, "llama", conversations)
     assert sha256_file(tmp_path / "a" / "model.safetensors") == sha256_file(tmp_path / "b" / "model.safetensors")
-    record = json.loads((tmp_path / "a" / "troupe_tiny.json").read_text())
+    record = provenance.read_record(tmp_path / "a", "tiny-model")
     assert record["trained"]["steps"] == 2 and record["trained"]["conversations"] == 32
     assert not tiny.build_tiny_model(tmp_path / "a", texts, "llama", conversations)  # current: nothing to do
 

@@ -14,12 +14,12 @@ Axolotl imports this module by name in every training process (Axolotl's `plugin
 itself never imports it.
 """
 
-import json
 from pathlib import Path
 
 from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
+from troupe import provenance
 from troupe.provenance import RUN_FINISHED
 
 TRAINER_DEFAULT_SEED = 42  # transformers.TrainingArguments.seed: what the Trainer uses when `seed` is unset
@@ -31,8 +31,8 @@ class RunFinished(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_local_process_zero:  # each machine keeps its own run folder
-            record = {"global_step": state.global_step, "max_steps": state.max_steps}
-            (self.output_dir / RUN_FINISHED).write_text(json.dumps(record), encoding="utf-8")
+            steps = {"global_step": state.global_step, "max_steps": state.max_steps}
+            provenance.write_record(self.output_dir, provenance.record("train-loop", steps), RUN_FINISHED)
 
 
 class TroupePlugin(BasePlugin):

@@ -93,7 +93,7 @@ def package_file(relative: str) -> Path:
 
 
 def is_current(name: str, root: Path) -> bool:
-    record = provenance.read_record(folder(name, root)) or {}
+    record = provenance.read_record(folder(name, root), "base") or {}
     wanted = definition(name, root)
     return record.get("gguf_sha256") == wanted.sha256 and record.get("definition") == _stamp(wanted)
 
@@ -265,8 +265,7 @@ def gguf_tokenizer(gguf: Path):
 
 
 def _record(name: str, wanted: BaseDefinition, parameters: int) -> dict:
-    return {
-        "step": "base",
+    fields = {
         "name": name,
         "package": wanted.package,
         "package_version": _version(wanted.package),
@@ -275,6 +274,5 @@ def _record(name: str, wanted: BaseDefinition, parameters: int) -> dict:
         "keep": wanted.keep,
         "parameters": parameters,
         "definition": _stamp(wanted),
-        "versions": provenance.versions(),
-        "finished": provenance.timestamp(),
     }
+    return provenance.record("base", fields)

@@ -15,17 +15,15 @@ import json
 import math
 import random
 import shutil
-import time
 import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from troupe import __version__, converters
+from troupe import __version__, converters, provenance
 from troupe.chat import conversation, user_turn
 from troupe.errors import TroupeError
 from troupe.files import (
     atomic_write_text,
-    json_text,
     jsonl_text,
     new_dir_beside,
     replace_dir,
@@ -310,11 +308,8 @@ def fingerprint(recipe: Recipe) -> str:
 
 def read_manifest(recipe: Recipe) -> dict | None:
     """The dataset's manifest, or None when there is no complete, readable one."""
-    try:
-        manifest = json.loads(recipe.layout.manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+    manifest = provenance.read_record(recipe.layout.dataset_dir, "convert", MANIFEST)
+    return manifest if manifest and isinstance(manifest.get("files"), dict) else None
 
 
 def files_match(recipe: Recipe, manifest: dict) -> bool:
@@ -435,8 +430,7 @@ def write_dataset(recipe: Recipe, command: str, out: Path) -> dict:
         "samples": len(samples),
         **{name: len(splits[name]) for name in SPLITS},
     }
-    manifest = {
-        "troupe_version": __version__,
+    made = {
         "recipe": relative_to_root(recipe.path, recipe.root),
         "slug": recipe.slug,
         "command": command,
@@ -452,11 +446,10 @@ def write_dataset(recipe: Recipe, command: str, out: Path) -> dict:
         "sources": result.sources,
         "missing": result.missing,
         "fingerprint": fingerprint(recipe),
-        "versions": {"troupe": __version__},
-        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    manifest = provenance.record("convert", made)
     atomic_write_text(out / "card.md", redact(dataset_card(manifest)))  # the command line may hold a URL with a login
-    atomic_write_text(out / MANIFEST, json_text(manifest))  # last: its presence means complete
+    provenance.write_record(out, manifest, MANIFEST)  # last: its presence means complete
     return manifest
 
 
@@ -518,7 +511,7 @@ def dataset_card(manifest: dict) -> str:
     return f"""# Dataset card: {manifest["slug"]}
 
 Lines of **{manifest["character"]["name"]}** as assistant replies, with the previous
-{options["context_lines"]} story line(s) as context, built by troupe {manifest["troupe_version"]}
+{options["context_lines"]} story line(s) as context, built by troupe {manifest["versions"]["troupe"]}
 with the `{manifest["converter"]}` converter from {len(manifest["sources"])} source file(s){missing}.
 
 | split | samples | sha256 |

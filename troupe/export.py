@@ -57,7 +57,7 @@ def export(recipe: Recipe) -> Path:
         replace_dir(work, layout.export_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # what is left of a failed export
-    print(summary(layout.rel(layout.export_dir), provenance.read_record(layout.export_dir)))
+    print(summary(layout.rel(layout.export_dir), provenance.read_record(layout.export_dir, "export")))
     return layout.export_dir
 
 
@@ -246,17 +246,15 @@ def _greedy(llm, prompt: list[int]) -> list[int]:
 
 def _record(layout, adapter: dict, files: ExportFiles, seconds: dict, checked: dict) -> dict:
     gguf = [files.f16, files.q8_0, files.lora, files.base]
-    return {
-        "step": "export",
+    fields = {
         "adapter_sha256": adapter["adapter_sha256"],
         "merged_sha256": provenance.weights_sha256(layout.merged_dir),
         "files": {
             p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p), "seconds": seconds[p.name]} for p in gguf
         },
         "llama_cpp_check": checked,
-        "versions": provenance.versions(),
-        "finished": provenance.timestamp(),
     }
+    return provenance.record("export", fields)
 
 
 def summary(folder: str, record: dict) -> str:

@@ -231,8 +231,7 @@ def _promote(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) ->
 def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: float) -> dict:
     manifest = dataset.read_manifest(recipe)
     first = recipe.first_stage
-    return {
-        "step": "train",
+    fields = {
         "recipe": recipe.layout.rel(recipe.path),
         "overrides": recipe.override_texts,
         "config": "train.resolved.yaml",
@@ -244,10 +243,9 @@ def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: f
         "dataset_splits": {name: entry["sha256"] for name, entry in manifest["files"].items()},
         "adapter_sha256": provenance.weights_sha256(run_dir),
         "steps": provenance.run_finished(run_dir),
-        "versions": provenance.versions(),
-        "finished": provenance.timestamp(),
         "seconds": round(seconds, 1),
     }
+    return provenance.record("train", fields)
 
 
 def preflight(plan: Plan, wait: int = WAIT_S) -> None:
@@ -286,8 +284,8 @@ def merge(plan: Plan) -> Path:
     copied = merging.restore_tokenizer(layout.adapter_dir, merged)
     merging.verify_chat_template(layout.adapter_dir, merged)
     shutil.move(path, merged / path.name)
-    record = {"step": "merge", "adapter_sha256": adapter["adapter_sha256"], "adapter_finished": adapter["finished"]}
-    provenance.write_record(merged, {**record, "versions": provenance.versions(), "finished": provenance.timestamp()})
+    made_from = {"adapter_sha256": adapter["adapter_sha256"], "adapter_finished": adapter["finished"]}
+    provenance.write_record(merged, provenance.record("merge", made_from))
     replace_dir(merged, layout.merged_dir)
     shutil.rmtree(build, ignore_errors=True)
     restored = ", ".join(copied)

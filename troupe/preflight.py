@@ -87,12 +87,14 @@ def _is_file(value: object, root: Path) -> bool:
 
 def digest(path: Path, kind: str = "file") -> str:
     """sha256 of a file; of an adapter folder, over its adapter files (the weights PEFT loads, not
-    the checkpoints beside them); of a model folder, over every file in it; 'missing' when there
-    is nothing."""
+    the checkpoints beside them); of a model folder, over every file in it but troupe's record
+    (which says when it was built: two machines building the same model agree); 'missing' when
+    there is nothing."""
     if path.is_file():
         return sha256_file(path)
     pattern = "adapter_*" if kind == "adapter" else "*"
-    files = sorted(f for f in path.glob(pattern) if f.is_file()) if path.is_dir() else []
+    found = path.glob(pattern) if path.is_dir() else []
+    files = sorted(f for f in found if f.is_file() and f.name != provenance.RECORD)
     if not files:
         return "missing"
     return sha256_bytes("".join(f"{f.name} {sha256_file(f)}\n" for f in files).encode())

@@ -1,10 +1,17 @@
 """What each output was made from, and which output a consumer may use.
 
-Every step that produces a model folder writes a record into it, `troupe.json`, and promotes the
-folder whole only when the step succeeded (troupe.files.replace_dir):
+Every step writes one record, built by `record` and written by `write_record`: the same common
+fields {"step", …the step's own fields…, "versions", "finished"} in every one, read back by
+`read_record` (which refuses another step's record). A step promotes its folder whole only when it
+succeeded (troupe.files.replace_dir):
+    datasets/<slug>/manifest.json        convert: counts, files (with sha256), sources, the command
     outputs/<slug>/adapter/troupe.json   train: the config Axolotl received, the dataset's split
-                                         hashes, the base model, the adapter's sha256, versions, times
+                                         hashes, the base model, the adapter's sha256, the steps
     outputs/<slug>/merged/troupe.json    merge: the sha256 of the adapter it was merged from
+    outputs/<slug>/eval/troupe.json      evaluate: the adapter and test split it scored
+    outputs/<slug>/export/troupe.json    export: the GGUF files and llama.cpp's agreement
+    models/<name>/troupe.json            base (from a registry package) or tiny-model
+    …/runs/<id>/troupe-run-finished.json train-loop: the training loop reached its end (the plugin)
 A consumer checks the record, never a file's presence: `model_to_load` gives serve, chat, evaluate
 and vllm the merged model only when it was made from the current adapter, and says which one.
 An interrupted training run stays in outputs/<slug>/runs/<id>/ without a record; `troupe list`
@@ -20,11 +27,12 @@ from pathlib import Path
 
 from troupe import __version__
 from troupe.errors import TroupeError
-from troupe.files import json_text, sha256_file
+from troupe.files import atomic_write_text, json_text, sha256_file
 from troupe.layout import Layout
 
 RECORD = "troupe.json"
 RUN_FINISHED = "troupe-run-finished.json"  # written by troupe's Axolotl plugin when training reached its end
+COMMON = frozenset({"step", "versions", "finished"})
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json")
 VERSIONED = ("axolotl", "torch", "transformers", "peft", "accelerate")
 
@@ -48,9 +56,25 @@ def run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-def read_record(folder: Path) -> dict | None:
-    """A folder's record, or None when it has none (never finished, or not troupe's)."""
-    return json_object(folder / RECORD)
+def record(step: str, fields: dict) -> dict:
+    """One step's record: its name, its own fields, then the versions it ran with and when it finished."""
+    return {"step": step, **fields, "versions": versions(), "finished": timestamp()}
+
+
+def write_record(folder: Path, made: dict, name: str = RECORD) -> None:
+    """Write a record built by `record` into the folder the step made (atomically)."""
+    if not COMMON <= made.keys():
+        raise ValueError(f"a record needs {sorted(COMMON)}: build it with provenance.record")
+    atomic_write_text(folder / name, json_text(made))
+
+
+def read_record(folder: Path, step: str | None = None, name: str = RECORD) -> dict | None:
+    """A folder's record, or None when it has none (never finished, not troupe's, or another
+    `step`'s). A record of an earlier troupe that names no step is taken as the one asked for."""
+    found = json_object(folder / name)
+    if found is None or (step and found.get("step", step) != step):
+        return None
+    return found
 
 
 def json_object(path: Path) -> dict | None:
@@ -60,10 +84,6 @@ def json_object(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def write_record(folder: Path, record: dict) -> None:
-    (folder / RECORD).write_text(json_text(record), encoding="utf-8")
 
 
 def weights_sha256(folder: Path) -> str | None:
@@ -91,9 +111,11 @@ def keep_training_log(run_dir: Path) -> None:
 
 
 def run_finished(run_dir: Path) -> dict | None:
-    """The plugin's record that this run's training loop reached its end (steps done and planned),
-    or None: Axolotl exits 0 after a Ctrl-C too, with the half-trained weights saved."""
-    return json_object(run_dir / RUN_FINISHED)
+    """The steps done and planned ({"global_step", "max_steps"}) from the plugin's record that this
+    run's training loop reached its end, or None: Axolotl exits 0 after a Ctrl-C too, with the
+    half-trained weights saved."""
+    finished = read_record(run_dir, "train-loop", RUN_FINISHED)
+    return {key: finished.get(key) for key in ("global_step", "max_steps")} if finished else None
 
 
 def checkpoints(run_dir: Path, complete: bool = True) -> list[Path]:
@@ -129,7 +151,7 @@ class ModelChoice:
 
 def adapter_record(layout: Layout) -> dict:
     """The current adapter's record, or TroupeError with the command that makes one."""
-    record = read_record(layout.adapter_dir)
+    record = read_record(layout.adapter_dir, "train")
     if record is None:
         raise TroupeError(f"{no_adapter(layout)}; run: make train CHARACTER={layout.slug}")
     return record
@@ -158,7 +180,7 @@ def training_config(layout: Layout, folder: Path | None = None) -> dict:
 
 
 def merged_is_current(layout: Layout, adapter: dict) -> bool:
-    merged = read_record(layout.merged_dir)
+    merged = read_record(layout.merged_dir, "merge")
     return bool(merged) and merged.get("adapter_sha256") == adapter.get("adapter_sha256")
 
 
@@ -177,7 +199,7 @@ def model_to_load(layout: Layout) -> ModelChoice:
 def status(layout: Layout) -> list[str]:
     """Words for `troupe list`: what exists and is complete, what is stale or interrupted."""
     words = []
-    adapter = read_record(layout.adapter_dir)
+    adapter = read_record(layout.adapter_dir, "train")
     if adapter:
         words.append("adapter")
         if layout.merged_dir.is_dir():

@@ -240,14 +240,12 @@ def _number(value) -> str:
 
 
 def _base_line(recipe: Recipe) -> str:
-    folder = recipe.axolotl["base_model"]
-    packaged = provenance.read_record(base_folder(recipe)) if bases.for_base_model(folder, recipe.root) else None
-    if packaged:
+    folder, record = recipe.axolotl["base_model"], provenance.read_record(base_folder(recipe)) or {}
+    if record.get("step") == "base":
         return (
-            f"{folder}: {packaged['parameters']:,} parameters, from the registry package {packaged['package']} "
-            f"{packaged['package_version']} (GGUF sha256 {packaged['gguf_sha256'][:12]}…)"
+            f"{folder}: {record['parameters']:,} parameters, from the registry package {record['package']} "
+            f"{record['package_version']} (GGUF sha256 {record['gguf_sha256'][:12]}…)"
         )
-    record = provenance.json_object(base_folder(recipe) / "troupe_tiny.json") or {}
     trained = record.get("trained")
     if not trained:
         return f"{folder}: random, {record['parameters']:,} parameters"

@@ -18,10 +18,10 @@ Same text → same files (seeded; on one machine).
 import json
 from pathlib import Path
 
+from troupe import provenance
 from troupe.chat import as_messages
-from troupe.files import json_text, read_jsonl, sha256_bytes
+from troupe.files import read_jsonl, sha256_bytes
 from troupe.layout import SPLITS, Layout
-from troupe.provenance import json_object
 
 BASE_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>"]
 GEMMA4_TOKENS = [
@@ -248,8 +248,7 @@ def build_tiny_model(
     shape = BASE_SHAPE if conversations else LLAMA_SHAPE
     settings = [arch, VOCAB_SIZE, seed, shape, CHAT_TEMPLATE, PRETRAINING if conversations else None]
     stamp = sha256_bytes(json.dumps([texts, conversations, settings], ensure_ascii=False).encode())
-    stamp_file = out / "troupe_tiny.json"
-    if (json_object(stamp_file) or {}).get("stamp") == stamp:
+    if (provenance.read_record(out, "tiny-model") or {}).get("stamp") == stamp:
         return False
     if arch == "gemma4":
         from axolotl.utils.chat_templates import get_chat_template
@@ -263,12 +262,13 @@ def build_tiny_model(
     model.generation_config = GenerationConfig(**{**_token_ids(tokenizer), "eos_token_id": _stop_ids(tokenizer)})
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    stamp_file.write_text(json_text({"stamp": stamp, "arch": arch, **_record(model, conversations, log)}))
+    made = {"stamp": stamp, "arch": arch, **_record(model, conversations, log)}
+    provenance.write_record(out, provenance.record("tiny-model", made))
     return True
 
 
 def _record(model, conversations, log: list[dict]) -> dict:
-    """What the model is, for troupe_tiny.json (no timings: same inputs, same file)."""
+    """What the model is, for its record (troupe.json)."""
     losses = [round(float(e["loss"]), 4) for e in log if "loss" in e]
     trained = {"conversations": len(conversations), "steps": PRETRAINING["max_steps"], "loss": losses}
     return {"parameters": model.num_parameters(), "trained": trained if conversations else None}

@@ -120,9 +120,9 @@ def evaluate(recipe: Recipe) -> dict:
     if judged:
         scores["judge"] = judged
     write_outputs(recipe, cases, probes, runs, scores, folder)
-    record = {"step": "evaluate", "adapter_sha256": adapter["adapter_sha256"], "systems": list(runs)}
-    record["test_split_sha256"] = sha256_file(layout.split("test"))
-    provenance.write_record(folder, {**record, "versions": provenance.versions(), "finished": provenance.timestamp()})
+    scored = {"adapter_sha256": adapter["adapter_sha256"], "systems": list(runs)}
+    scored["test_split_sha256"] = sha256_file(layout.split("test"))
+    provenance.write_record(folder, provenance.record("evaluate", scored))
     replace_dir(folder, layout.eval_dir)
     return scores
 
