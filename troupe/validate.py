@@ -133,7 +133,7 @@ def missing_inputs(recipe: Recipe, built_by_the_step: bool = False, adapter: boo
 
 def adapter_problems(recipe: Recipe, where: str) -> list[Problem]:
     """No trained adapter to evaluate, merge or export."""
-    if provenance.read_record(recipe.layout.adapter_dir) is not None:
+    if provenance.read_record(recipe.layout.adapter_dir, "train") is not None:
         return []
     fix = f"make train CHARACTER={recipe.slug}"
     return [Problem(where, "adapter", provenance.no_adapter(recipe.layout), fix, Kind.MISSING_INPUT)]
