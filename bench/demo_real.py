@@ -45,7 +45,7 @@ def run_once(folder: Path) -> dict:
     print(summary)
     lines = summary.splitlines()
     targets = [{"met": m[1] == "met    ", "target": m[2]} for m in map(TARGET_LINE.match, lines) if m]
-    metrics = json.loads((Layout(folder, "demo_real").eval_dir / "metrics.json").read_text())
+    metrics = json.loads(Layout(folder, "demo_real").metrics.read_text())
     return {"seconds": round(seconds, 1), "targets": targets, "summary": summary, "metrics": metrics}
 
 

@@ -26,7 +26,7 @@ from troupe.engine import StepFailed
 from troupe.errors import CheckFailed, TroupeError
 from troupe.files import read_utf8
 from troupe.launch import SINGLE, launch_plan
-from troupe.layout import built_model_problem
+from troupe.layout import METRICS, built_model_problem
 from troupe.plan import Needs, Plan, make_plan
 from troupe.policy import outside
 from troupe.preflight import WAIT_S
@@ -234,7 +234,7 @@ def _metrics_of(name: str) -> dict:
     path = Path(name)
     if not path.exists():
         path = load_recipe(name).layout.eval_dir
-    for candidate in (path, path / "metrics.json", path / "eval" / "metrics.json"):
+    for candidate in (path, path / METRICS, path / "eval" / METRICS):
         if candidate.is_file():
             try:
                 return json.loads(read_utf8(candidate))

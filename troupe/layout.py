@@ -24,6 +24,8 @@ RECIPES_DIR, RECIPE_SUFFIX = "recipes", ".yaml"
 MODELS_DIR = "models"  # base models troupe builds (`troupe base`, `troupe tiny-model`), never a slug's
 STEP_DIRS = ("outputs", "datasets")  # what the steps write for each slug
 MANIFEST = "manifest.json"
+TRAINING_CONFIG = "train.resolved.yaml"  # what Axolotl trained with: in the run folder, then the adapter
+METRICS, GENERATIONS = "metrics.json", "generations.csv"  # evaluate's scores and replies, in eval/
 
 
 def split_file(name: str) -> str:
@@ -102,6 +104,10 @@ class Layout:
     @property
     def eval_dir(self) -> Path:
         return self.output_dir / "eval"
+
+    @property
+    def metrics(self) -> Path:
+        return self.eval_dir / METRICS
 
     @property
     def export_dir(self) -> Path:

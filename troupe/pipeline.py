@@ -30,6 +30,7 @@ from troupe.engine import run_axolotl
 from troupe.errors import TroupeError
 from troupe.files import new_dir_beside, replace_dir
 from troupe.launch import check_master
+from troupe.layout import TRAINING_CONFIG
 from troupe.plan import Needs, Plan, make_plan
 from troupe.preflight import WAIT_S
 from troupe.preflight import command as preflight_command
@@ -201,7 +202,7 @@ def _unfinished(recipe: Recipe, run_dir: Path) -> str:
 
 def _run_training(recipe: Recipe, result: Resolved, run_dir: Path) -> None:
     result.config["output_dir"] = recipe.layout.rel(run_dir)
-    path = write_resolved(recipe, result, run_dir / "train.resolved.yaml", "train")
+    path = write_resolved(recipe, result, run_dir / TRAINING_CONFIG, "train")
     env, launcher = _env(result, recipe.root), result.launcher_args()
     if result.launch.processes > 1 and not (recipe.root / result.config["dataset_prepared_path"]).is_dir():
         # one process per machine tokenises; otherwise every GPU's process would (a single one does it in `train`)
@@ -234,7 +235,7 @@ def _training_record(recipe: Recipe, result: Resolved, run_dir: Path, seconds: f
     fields = {
         "recipe": recipe.layout.rel(recipe.path),
         "overrides": recipe.override_texts,
-        "config": "train.resolved.yaml",
+        "config": TRAINING_CONFIG,
         "base_model": result.config.get("base_model"),
         "launch": {"nodes": result.launch.nodes, "gpus_per_node": result.launch.gpus},
         "first_stage_adapter_sha256": (provenance.read_record(first.layout.adapter_dir) or {}).get("adapter_sha256")

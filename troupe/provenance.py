@@ -28,7 +28,7 @@ from pathlib import Path
 from troupe import __version__
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, sha256_file
-from troupe.layout import Layout
+from troupe.layout import TRAINING_CONFIG, Layout
 
 RECORD = "troupe.json"
 RUN_FINISHED = "troupe-run-finished.json"  # written by troupe's Axolotl plugin when training reached its end
@@ -168,7 +168,7 @@ def training_config(layout: Layout, folder: Path | None = None) -> dict:
     """The config Axolotl trained with: the current adapter's, or a run folder's (train.resolved.yaml)."""
     import yaml
 
-    path = (folder or layout.adapter_dir) / "train.resolved.yaml"
+    path = (folder or layout.adapter_dir) / TRAINING_CONFIG
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
         why = "not a mapping"

@@ -21,7 +21,7 @@ from troupe.demo.tiny import build_tiny_model, dataset_texts
 from troupe.errors import TroupeError
 from troupe.evaluation.report import difference_text, identity_cell, summary_rows, title, training_log
 from troupe.files import read_jsonl
-from troupe.layout import HELD_OUT, MODELS_DIR, base_model_location
+from troupe.layout import GENERATIONS, HELD_OUT, MODELS_DIR, base_model_location
 from troupe.plan import Needs, make_plan
 from troupe.recipe import Recipe, load_recipe
 
@@ -171,7 +171,7 @@ def demo_summary(recipe: Recipe, manifest, metrics: dict, merged, client: dict, 
         lines.append(f"{'':22}(style classifier held-out accuracy {metrics['style']['held_out_accuracy']:.0%})")
     lines += [
         "",
-        *_prompts(recipe.layout.eval_dir / "generations.csv"),
+        *_prompts(recipe.layout.eval_dir / GENERATIONS),
         *_merged_lines(recipe.layout.rel(merged), metrics),
     ]
     lines += [f"openai client  {client['question']} → {client['reply']!r} (streamed: {client['streamed']!r})"]

@@ -40,7 +40,7 @@ from troupe.evaluation.generation import (
 )
 from troupe.evaluation.report import render_report, summary_table  # noqa: F401 (the CLI prints it)
 from troupe.files import atomic_write_text, json_text, new_dir_beside, read_jsonl, replace_dir, sha256_file
-from troupe.layout import model_location
+from troupe.layout import GENERATIONS, METRICS, model_location
 from troupe.recipe import Recipe
 
 PROBES = {
@@ -342,8 +342,8 @@ def _style_values(model: style.StyleModel, texts: list[str]) -> tuple[dict[int, 
 
 
 def write_outputs(recipe: Recipe, cases, probes, runs: dict[str, SystemRun], scores: dict, out: Path) -> Path:
-    atomic_write_text(out / "metrics.json", json_text(scores))
-    atomic_write_text(out / "generations.csv", generations_csv(cases, runs))
+    atomic_write_text(out / METRICS, json_text(scores))
+    atomic_write_text(out / GENERATIONS, generations_csv(cases, runs))
     transcripts = [
         {
             "kind": kind,
