@@ -7,7 +7,7 @@ import pytest
 from helpers import REPO
 
 from troupe import serve
-from troupe.chat import as_messages, as_sharegpt, conversation
+from troupe.chat import MESSAGE_ROLES, ROLES, SHAREGPT_ROLES, as_messages, as_sharegpt, conversation
 from troupe.dataset import character_samples, scene_samples
 from troupe.evaluation import probe_prompts
 from troupe.recipe import load_recipe
@@ -77,3 +77,8 @@ def test_training_evaluation_and_serve_open_with_the_same_system_turn(slug, monk
     assert recipe.spec.prompt.system
     assert trained[0] == evaluated[0] == served[0] == first
     assert {k: scene[0][k] for k in first} == first
+
+
+def test_every_role_read_is_a_message_role_and_every_message_role_is_written():
+    assert set(ROLES.values()) == set(MESSAGE_ROLES) == set(SHAREGPT_ROLES)
+    assert all(ROLES[name] == role for role, name in SHAREGPT_ROLES.items())

@@ -5,11 +5,12 @@
 Training (troupe.dataset and the converters), evaluation, serve, export's Ollama template and the
 benchmarks all build their conversations through `conversation`, so the system prompt a model is
 trained with is the one it is served and evaluated with. `ROLES` reads a turn's role in either
-layout (messages or ShareGPT); `SHAREGPT_ROLES` writes one.
+layout (messages or ShareGPT) as one of `MESSAGE_ROLES`; `SHAREGPT_ROLES` writes ShareGPT's.
 """
 
+MESSAGE_ROLES = ("system", "user", "assistant")  # a turn's role in the messages layout (and OpenAI's API)
+SHAREGPT_ROLES = dict(zip(MESSAGE_ROLES, ("system", "human", "gpt"), strict=True))
 ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
-SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
 def conversation(system_prompt: str | None, turns: list[dict]) -> list[dict]:

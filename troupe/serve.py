@@ -29,9 +29,10 @@ import sys
 import threading
 import time
 import uuid
+from typing import Literal
 
 from troupe import provenance
-from troupe.chat import conversation
+from troupe.chat import MESSAGE_ROLES, conversation
 from troupe.decoding import character_streamer, decode, utf8_guard
 from troupe.errors import TroupeError
 from troupe.evaluation.generation import load_model, stop_token_ids
@@ -268,7 +269,7 @@ def _request_model():
             return value
 
     class Message(Checked):
-        role: str = Field(pattern="^(system|user|assistant)$")
+        role: Literal[MESSAGE_ROLES]
         content: str | list[dict]
 
         @field_validator("content")
