@@ -1,38 +1,38 @@
-"""Shared fixtures: a throwaway project root (recipes copied in) so tests never write into the repo."""
+"""Shared fixtures, one of each kind; tests never write into the repository.
 
+- `project`: a throwaway project root with the repository's recipes, selected via TROUPE_ROOT.
+- `demo_project`: a project with the demo's dataset converted, its tiny model (random weights) built and
+  its tokenised cache written, built once per run for every worker; read-only. `demo_copy` is a copy
+  of it for one module that writes.
+- `story_server`: tests/story_server.py's mirror of ArknightsStoryJson, started and stopped for a test.
+- `cli`: troupe's CLI in-process (helpers.cli); helpers.cli_process is the subprocess variant.
+
+Modules marked slow (`pytestmark = pytest.mark.slow`) run first, so no worker starts a long module
+last while the other sits idle (pytest.ini: --dist loadfile keeps a module on one worker).
+"""
+
+import fcntl
+import functools
 import os
 import shutil
 from pathlib import Path
 
+import helpers
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO
+from story_server import StoryServer, serve_demo_stories
 
 # The suite runs on several xdist workers at once: each gets its share of the cores for torch (and for
 # every process it starts), instead of every worker spinning threads on all of them.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
-# The longest modules first, alternating between the two workers as xdist hands them out (each worker
-# holds two at a time), the short ones after to fill in: no worker runs a 5-minute module alone at the
-# end. Measured cost on 2 workers, s: demo_e2e 400, seed_recipes 330, multinode 145, integrity 260,
-# attacks 100, real_model 95, gemma4_kaltsit 63, gemma_tokenizer 48 (pytest.ini keeps this order:
-# --no-loadscope-reorder).
-LONGEST_FIRST = [
-    "test_demo_e2e.py",
-    "test_seed_recipes.py",
-    "test_multinode.py",
-    "test_integrity.py",
-    "test_attacks.py",
-    "test_real_model.py",
-    "test_gemma4_kaltsit.py",
-    "test_gemma_tokenizer.py",
-]
-
 
 def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    """Modules with slow tests first (stable: a module's tests keep their order); pytest.ini's
+    --no-loadscope-reorder keeps this order when xdist hands modules out."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture
@@ -41,3 +41,52 @@ def project(tmp_path, monkeypatch) -> Path:
     shutil.copytree(REPO / "recipes", tmp_path / "recipes")
     monkeypatch.setenv("TROUPE_ROOT", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory) -> Path:
+    """The demo converted, its tiny model (random weights: for the pipeline's plumbing, not for
+    learning) and its tokenised cache, in a project root built once for the whole run: the first
+    worker to ask builds it, under a lock the others wait on. Read-only: copy it to write."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder, all workers
+    root = shared / "demo-project"
+    with open(shared / "demo-project.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".built").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
+            shutil.copytree(REPO / "recipes", root / "recipes")
+            for verb in (["convert", "demo"], ["tiny-model", "--untrained"], ["preprocess", "demo"]):
+                helpers.cli(*verb, root=root)
+            (root / ".built").touch()
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_copy(demo_project, tmp_path_factory) -> Path:
+    """A copy of demo_project for one module to write to."""
+    root = tmp_path_factory.mktemp("demo") / "project"
+    shutil.copytree(demo_project, root, symlinks=True)
+    return root
+
+
+@pytest.fixture
+def story_server(tmp_path):
+    """Start a StoryServer: `story_server()` serves the demo's stories (`replace`: one phrase changed
+    upstream), `story_server(folder, latency=…)` a folder of its own; every server stops after the test."""
+    servers = []
+
+    def start(folder: Path | None = None, replace: tuple[str, str] = ("", ""), **options) -> StoryServer:
+        folder = folder or serve_demo_stories(tmp_path / f"served{len(servers)}", replace)
+        servers.append(StoryServer(folder, **options).__enter__())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def cli(project):
+    """troupe's CLI in-process against `project`: cli("check", "demo") → .returncode, .stdout, .stderr."""
+    return functools.partial(helpers.cli, root=project, check=False)

@@ -1,33 +1,93 @@
-"""Helpers shared by the end-to-end tests (plain functions; fixtures live in conftest.py)."""
+"""Helpers shared by the tests (plain functions; fixtures live in conftest.py).
 
+cli("convert", "demo", root=root)            troupe's CLI in-process: CompletedProcess-like, output captured
+cli_process("chat", "demo", root=root, input="/exit\n")   the same in a subprocess, where one is needed
+"""
+
+import contextlib
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEBUG_TOKEN_RE = re.compile(r"\((-?\d+), (\d+)\)")
 
 
-def troupe(*args: str, root: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the troupe CLI in a subprocess against a project root; output is captured."""
-    env = {**os.environ, "TROUPE_ROOT": str(root)}
-    done = subprocess.run([sys.executable, "-m", "troupe", *args], env=env, capture_output=True, text=True)
+def cli(*args: str, root: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """`troupe.cli.main(args)` in this process, against `root` (else the TROUPE_ROOT already set): the
+    exit code (argparse's included), stdout and stderr. Output is captured at the file descriptors, so
+    what an Axolotl subprocess of the verb prints is captured too. A subprocess would import troupe and
+    Axolotl again (10 to 30 s on 2 shared cores); use `cli_process` only for what needs one (a signal,
+    stdin, sys.path of the project, a pipe)."""
+    with _env(TROUPE_ROOT=str(root) if root else None), _captured() as output:
+        try:
+            from troupe.cli import main
+
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    done = subprocess.CompletedProcess(["troupe", *map(str, args)], code, output["stdout"], output["stderr"])
     if check and done.returncode:
-        raise AssertionError(f"troupe {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(f"troupe {' '.join(done.args[1:])} exited {code}:\n{done.stdout}\n{done.stderr}")
     return done
 
 
-def plumbing_project(root: Path) -> Path:
-    """A project at `root` with the repository's recipes, the demo dataset converted and a tiny model
-    with random weights (for tests of the pipeline's plumbing, not of learning)."""
-    import shutil
+def cli_process(*args: str, root: Path, check: bool = True, **run) -> subprocess.CompletedProcess:
+    """`python -m troupe …` in a subprocess against a project root; output captured as text (`run`:
+    more subprocess.run arguments, e.g. cwd, input, timeout)."""
+    env = {**os.environ, "TROUPE_ROOT": str(root)}
+    command = [sys.executable, "-m", "troupe", *map(str, args)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, **run)
+    if check and done.returncode:
+        raise AssertionError(
+            f"troupe {' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    return done
 
-    shutil.copytree(REPO / "recipes", root / "recipes")
-    troupe("convert", "demo", root=root)
-    troupe("tiny-model", "--untrained", root=root)
-    return root
+
+@contextlib.contextmanager
+def _env(**values: str | None):
+    """Environment variables set for the block (None: left as they are), then restored."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update({name: value for name, value in values.items() if value is not None})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _captured():
+    """stdout and stderr of this process and of its children, at fds 1 and 2, into a dict."""
+    output: dict[str, str] = {}
+    streams = sys.stdout, sys.stderr
+    for stream in streams:
+        stream.flush()
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        for fd, file in zip((1, 2), files, strict=True):
+            os.dup2(file.fileno(), fd)
+        sys.stdout, sys.stderr = (open(fd, "w", encoding="utf-8", closefd=False, buffering=1) for fd in (1, 2))
+        yield output
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.close()  # flushes; closefd=False leaves the descriptor
+        sys.stdout, sys.stderr = streams
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        for name, file in zip(("stdout", "stderr"), files, strict=True):
+            file.seek(0)
+            output[name] = file.read().decode("utf-8", errors="replace")
+            file.close()
 
 
 def trained_spans(input_ids: list[int], labels: list[int]) -> list[list[int]]:

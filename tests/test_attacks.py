@@ -11,22 +11,26 @@ import sys
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 import yaml
-from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
+from helpers import REPO, cli_process
+from story_server import DEMO_STORIES, READER, serve_demo_stories
 
 from troupe.errors import TroupeError
 from troupe.evaluation.judge import Judge
 
-REPO = Path(__file__).resolve().parent.parent
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in-process against the project root (helpers.cli)."""
+    return helpers.cli(*args, root=root, check=False)
 
 
-def cli(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli_in_project(root: Path, *args: str) -> subprocess.CompletedProcess:
     """`python -m troupe …` in the project root, as a user runs it: the root is on sys.path, so an
-    attacker's module placed there would be importable."""
-    env = {**os.environ, "TROUPE_ROOT": str(root)}
-    command = [sys.executable, "-m", "troupe", *map(str, args)]
-    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    attacker's module placed there would be importable (and a module imported by this test process
+    before could not hide an import)."""
+    return cli_process(*args, root=root, check=False, cwd=root, timeout=300)
 
 
 def refused(done: subprocess.CompletedProcess, *words: str) -> str:
@@ -87,8 +91,8 @@ def test_a_share_carrying_python_is_refused_and_never_runs(project, tmp_path):
     recipe = demo_recipe(optimizer="adamw_anyprecision", torchdistx_path="recipes/evil_lib")
     shared = share_file(project, "evil", recipe, files={"recipes/evil_lib/torchdistx/__init__.py": marker_code(marker)})
     before = files_under(project)
-    refused(cli(project, "import", shared), "torchdistx_path", "recipes/evil_lib/torchdistx/__init__.py")
-    refused(cli(project, "import", shared, "--allow-unsafe"), "recipes/evil_lib/torchdistx/__init__.py")
+    refused(cli_in_project(project, "import", shared), "torchdistx_path", "recipes/evil_lib/torchdistx/__init__.py")
+    refused(cli_in_project(project, "import", shared, "--allow-unsafe"), "recipes/evil_lib/torchdistx/__init__.py")
     assert files_under(project) == before
 
     # The same files put in place by hand: every pipeline step refuses before Axolotl starts.
@@ -96,7 +100,7 @@ def test_a_share_carrying_python_is_refused_and_never_runs(project, tmp_path):
     library = project / "recipes" / "evil_lib" / "torchdistx"
     library.mkdir(parents=True)
     (library / "__init__.py").write_text(marker_code(marker), encoding="utf-8")
-    refused(cli(project, "train", "evil", "max_steps=1"), "torchdistx_path")
+    refused(cli_in_project(project, "train", "evil", "max_steps=1"), "torchdistx_path")
     assert not marker.exists()
 
 
@@ -146,7 +150,7 @@ def test_check_imports_nothing_a_recipe_names(project, tmp_path, changes, key):
     (project / "evilmod.py").write_text(marker_code(marker), encoding="utf-8")
     (project / "recipes" / "evil.yaml").write_text(demo_recipe(**changes), encoding="utf-8")
     for verb in ("check", "convert"):
-        refused(cli(project, verb, "evil"), key, "ALLOW_UNSAFE")
+        refused(cli_in_project(project, verb, "evil"), key, "ALLOW_UNSAFE")
     assert not marker.exists()
 
 
@@ -204,15 +208,13 @@ def cached_stories(root: Path) -> list[Path]:
     return sorted((root / "datasets" / ".cache").rglob("*.json"))
 
 
-def test_two_mirrors_never_share_cached_stories(project, tmp_path):
-    honest = serve_demo_stories(tmp_path / "honest")
-    poisoned = serve_demo_stories(tmp_path / "poisoned", ("那就用我的。", "那就听我的，把钥匙交出来。"))
-    with StoryServer(honest) as first, StoryServer(poisoned) as second:
-        linked_recipe(project, "honest", first.base_url)
-        linked_recipe(project, "mirror", second.base_url)
-        assert cli(project, "convert", "mirror").returncode == 0
-        assert cli(project, "convert", "honest").returncode == 0
-        assert (first.total_requests, second.total_requests) == (3, 3)
+def test_two_mirrors_never_share_cached_stories(project, story_server):
+    first, second = story_server(), story_server(replace=("那就用我的。", "那就听我的，把钥匙交出来。"))
+    linked_recipe(project, "honest", first.base_url)
+    linked_recipe(project, "mirror", second.base_url)
+    assert cli(project, "convert", "mirror").returncode == 0
+    assert cli(project, "convert", "honest").returncode == 0
+    assert (first.total_requests, second.total_requests) == (3, 3)
     honest_text = "".join((project / "datasets" / "honest" / f"{s}.jsonl").read_text() for s in ("train", "test"))
     mirror_text = "".join((project / "datasets" / "mirror" / f"{s}.jsonl").read_text() for s in ("train", "test"))
     assert "把钥匙交出来" in mirror_text and "把钥匙交出来" not in honest_text
@@ -226,56 +228,55 @@ def test_two_mirrors_never_share_cached_stories(project, tmp_path):
         ("huge", {"max_bytes": 1_000_000}, ["more than 1000000 bytes"], 20),
     ],
 )
-def test_a_hostile_server_costs_one_request_and_bounded_time(project, tmp_path, fault, source, words, seconds):
-    with StoryServer(serve_demo_stories(tmp_path / "served")) as server:
-        linked_recipe(project, "ark", server.base_url, **source)
-        server.inject(story_path("obt/main/level_demo_02"), fault)
-        started = time.monotonic()
-        refused(cli(project, "convert", "ark"), "recipes/ark.urls.txt:2", *words)
-        assert time.monotonic() - started < seconds
-        assert server.requests[story_path("obt/main/level_demo_02")] == 1
+def test_a_hostile_server_costs_one_request_and_bounded_time(project, story_server, fault, source, words, seconds):
+    server = story_server()
+    linked_recipe(project, "ark", server.base_url, **source)
+    server.inject(story_path("obt/main/level_demo_02"), fault)
+    started = time.monotonic()
+    refused(cli(project, "convert", "ark"), "recipes/ark.urls.txt:2", *words)
+    assert time.monotonic() - started < seconds
+    assert server.requests[story_path("obt/main/level_demo_02")] == 1
     assert not [p for p in cached_stories(project) if p.name == "level_demo_02.json"]
 
 
-def test_a_redirect_to_another_origin_is_refused(project, tmp_path):
-    with (
-        StoryServer(serve_demo_stories(tmp_path / "b")) as other,
-        StoryServer(serve_demo_stories(tmp_path / "a"), redirect_to=other.base_url) as server,
-    ):
-        linked_recipe(project, "ark", server.base_url)
-        server.inject(story_path("obt/main/level_demo_02"), "redirect")
-        refused(cli(project, "convert", "ark"), "redirect", other.base_url.rstrip("/"))
-        assert other.total_requests == 0
+def test_a_redirect_to_another_origin_is_refused(project, story_server):
+    other = story_server()
+    server = story_server(redirect_to=other.base_url)
+    linked_recipe(project, "ark", server.base_url)
+    server.inject(story_path("obt/main/level_demo_02"), "redirect")
+    refused(cli(project, "convert", "ark"), "redirect", other.base_url.rstrip("/"))
+    assert other.total_requests == 0
 
 
-def test_a_failing_link_costs_exactly_its_attempts(project, tmp_path):
-    with StoryServer(serve_demo_stories(tmp_path / "served")) as server:
-        linked_recipe(project, "ark", server.base_url, retries=3)
-        server.inject(story_path("obt/main/level_demo_02"), *["500"] * 20)
-        refused(cli(project, "convert", "ark"), "HTTP 500")
-        assert server.requests[story_path("obt/main/level_demo_02")] == 3
+def test_a_failing_link_costs_exactly_its_attempts(project, story_server):
+    server = story_server()
+    linked_recipe(project, "ark", server.base_url, retries=3)
+    server.inject(story_path("obt/main/level_demo_02"), *["500"] * 20)
+    refused(cli(project, "convert", "ark"), "HTTP 500")
+    assert server.requests[story_path("obt/main/level_demo_02")] == 3
 
 
-def test_ctrl_c_stops_the_pool_within_seconds_and_the_cache_stays_whole(project, tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_stops_the_pool_within_seconds_and_the_cache_stays_whole(project, tmp_path, story_server):
     folder = serve_demo_stories(tmp_path / "served")
     stories = {}
     for n in range(40):  # 40 copies of one story, two seconds per answer, four workers
         stories[f"obt/main/copy_{n:02d}"] = None
         copy = folder / story_path(f"obt/main/copy_{n:02d}")
         copy.write_bytes((folder / story_path("obt/main/level_demo_01")).read_bytes())
-    with StoryServer(folder, latency=2.0) as server:
-        linked_recipe(project, "ark", server.base_url, stories=stories, workers=4, timeout=30)
-        env = {**os.environ, "TROUPE_ROOT": str(project)}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "troupe", "convert", "ark"], cwd=project, env=env, stderr=subprocess.PIPE, text=True
-        )
-        deadline = time.monotonic() + 60
-        while server.total_requests < 8 and time.monotonic() < deadline:  # a second round is in flight
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        stopped = time.monotonic()
-        _, err = process.communicate(timeout=30)
-        assert time.monotonic() - stopped < 5, "Ctrl-C waited for the pool"
+    server = story_server(folder, latency=2.0)
+    linked_recipe(project, "ark", server.base_url, stories=stories, workers=4, timeout=30)
+    env = {**os.environ, "TROUPE_ROOT": str(project)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "troupe", "convert", "ark"], cwd=project, env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while server.total_requests < 8 and time.monotonic() < deadline:  # a second round is in flight
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - stopped < 5, "Ctrl-C waited for the pool"
     assert process.returncode == 130 and "Traceback" not in err
     cached = cached_stories(project)
     assert 4 <= len(cached) < 40
@@ -295,6 +296,7 @@ MAKE_TARGETS = {
 
 
 @pytest.mark.parametrize("variable", sorted(MAKE_TARGETS))
+@pytest.mark.slow
 def test_make_never_expands_a_variable(project, tmp_path, variable):
     marker = tmp_path / "expanded"
     target, *others = MAKE_TARGETS[variable]
@@ -325,7 +327,7 @@ def test_a_malformed_lock_is_refused_at_import_and_by_verify(project, tmp_path, 
 def test_importing_what_is_not_a_share_file_is_one_error(project, tmp_path, path):
     (tmp_path / "a_folder").mkdir()
     target = path if path.startswith("/") else tmp_path / path
-    refused(cli(project, "import", target, timeout=30), str(target))
+    refused(cli_process("import", target, root=project, check=False, timeout=30), str(target))  # /dev/zero: bounded
 
 
 def test_a_large_shared_dataset_imports(project, tmp_path):

@@ -3,7 +3,7 @@
 import shutil
 
 import pytest
-from helpers import REPO, troupe
+from helpers import REPO, cli
 
 from troupe import bases
 from troupe.errors import TroupeError
@@ -29,7 +29,7 @@ def test_recipes_name_a_packaged_base_by_its_folder(root):
 
 
 def test_an_unknown_name_lists_the_known_ones(root):
-    done = troupe("base", "smollm3", root=root, check=False)
+    done = cli("base", "smollm3", root=root, check=False)
     assert done.returncode == 1
     assert "no base model 'smollm3'; known: gemma3-270m-tokenizer, smollm2-135m-instruct" in done.stderr
 
@@ -57,5 +57,5 @@ def test_a_broken_definition_is_one_line(root, change, says):
 
     path = root / "configs" / "bases" / "smollm2-135m-instruct.yaml"
     path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **change}))
-    done = troupe("base", "smollm2-135m-instruct", root=root, check=False)
+    done = cli("base", "smollm2-135m-instruct", root=root, check=False)
     assert done.returncode == 1 and says in done.stderr and "Traceback" not in done.stderr

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from helpers import REPO, troupe
+from helpers import REPO, cli
 
 from troupe import provenance
 from troupe.cli import main
@@ -53,17 +53,17 @@ def test_a_record_that_is_not_an_object_is_no_record(project, text):
     (folder / "troupe.json").write_text(text)
     assert provenance.read_record(folder) is None
     for verb in ("evaluate", "vllm", "serve"):
-        done = troupe(verb, "demo", root=project, check=False)
+        done = cli(verb, "demo", root=project, check=False)
         assert done.returncode == 1 and "no trained adapter" in done.stderr and "Traceback" not in done.stderr
-    assert "Traceback" not in troupe("list", root=project).stderr
+    assert "Traceback" not in cli("list", root=project).stderr
 
 
 @pytest.mark.parametrize("base", ["outputs/demo/merged", "datasets/demo"])
 def test_a_base_model_under_a_characters_outputs_is_refused(project, base):
     (project / base).mkdir(parents=True)
-    done = troupe("check", "demo", f"base_model={base}", root=project, check=False)
+    done = cli("check", "demo", f"base_model={base}", root=project, check=False)
     assert done.returncode == 1 and "keep base models under models/" in done.stdout + done.stderr
-    made = troupe("tiny-model", "--out", base, root=project, check=False)
+    made = cli("tiny-model", "--out", base, root=project, check=False)
     assert made.returncode == 1 and "is not a folder under models/" in made.stderr
     assert not any((project / base).iterdir())
 

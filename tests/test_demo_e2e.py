@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import REPO, debug_label_pairs, prepared_rows, trained_spans, troupe
+from helpers import REPO, cli, debug_label_pairs, prepared_rows, trained_spans
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_dataset_follows_the_output_contract(demo):
 def test_rebuild_is_byte_identical(demo):
     root, _ = demo
     before = json.loads((root / "datasets" / "demo" / "manifest.json").read_text())["files"]
-    troupe("convert", "demo", root=root)
+    cli("convert", "demo", root=root)
     after = json.loads((root / "datasets" / "demo" / "manifest.json").read_text())["files"]
     assert before == after
 
@@ -77,19 +77,6 @@ def test_only_the_characters_turn_and_its_end_of_turn_token_are_trained(demo):
         (span,) = trained_spans(row["input_ids"], row["labels"])  # exactly one trained run: the reply
         text = tokenizer.decode(span)
         assert text.endswith("<turn|>") and text[: -len("<turn|>")] in replies
-
-
-def test_preprocess_debug_shows_which_tokens_are_trained(demo):
-    from transformers import AutoTokenizer
-
-    root, _ = demo
-    done = troupe("preprocess", "demo", "--debug", root=root)
-    pairs = debug_label_pairs(done.stdout + done.stderr)
-    tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
-    end_of_turn = tokenizer.convert_tokens_to_ids("<turn|>")
-    trained = [token for label, token in pairs if label != -100]
-    assert pairs and trained and trained[-1] == end_of_turn
-    assert sum(label == -100 for label, _ in pairs) > len(trained)  # system and context are masked
 
 
 def test_evaluate_wrote_metrics_and_generations(demo):
@@ -227,15 +214,35 @@ SCENE = [  # replies over 40 characters stay in the scene as context, untrained
 ]
 
 
-def test_scene_samples_train_exactly_the_flagged_replies(demo):
+@pytest.fixture(scope="module")
+def scene(demo):
+    """`new scene --from demo`, converted into whole scenes and tokenised by `preprocess --debug` (one
+    Axolotl run serves both tests below): the project root and what the preprocess printed."""
+    root, _ = demo
+    cli("new", "scene", "--from", "demo", root=root)
+    cli("convert", "scene", *SCENE, root=root)
+    done = cli("preprocess", "scene", "--debug", *SCENE, root=root)
+    return root, done.stdout + done.stderr
+
+
+def test_preprocess_debug_shows_which_tokens_are_trained(scene):
+    from transformers import AutoTokenizer
+
+    root, output = scene
+    pairs = debug_label_pairs(output)
+    tokenizer = AutoTokenizer.from_pretrained(root / "models" / "tiny")
+    end_of_turn = tokenizer.convert_tokens_to_ids("<turn|>")
+    trained = [token for label, token in pairs if label != -100]
+    assert pairs and trained and trained[-1] == end_of_turn
+    assert sum(label == -100 for label, _ in pairs) > len(trained)  # system and context are masked
+
+
+def test_scene_samples_train_exactly_the_flagged_replies(scene):
     from collections import Counter
 
     from transformers import AutoTokenizer
 
-    root, _ = demo
-    troupe("new", "scene", "--from", "demo", root=root)
-    troupe("convert", "scene", *SCENE, root=root)
-    troupe("preprocess", "scene", *SCENE, root=root)
+    root, _ = scene
     flagged = Counter(
         m["content"] + "<turn|>"
         for split in ("train", "validation")
@@ -361,7 +368,7 @@ def test_report_page_shows_the_summary_table(evaluated):
 
 def test_compare_lists_runs_side_by_side(evaluated):
     root, _ = evaluated
-    done = troupe("compare", "demo", str(root / "outputs" / "demo"), root=root)
+    done = cli("compare", "demo", str(root / "outputs" / "demo"), root=root)
     lines = done.stdout.splitlines()
     assert lines[0].split()[:4] == ["run", "system", "test", "loss"] and len(lines) == 1 + 2 * 6
     systems = [line.split()[1] for line in lines[1:7]]
@@ -497,14 +504,14 @@ def test_terminal_chat_keeps_history_resets_and_exits(demo):
 
 def test_vllm_command_for_the_merged_model(demo):
     root, _ = demo
-    done = troupe("vllm", "demo", root=root)
+    done = cli("vllm", "demo", root=root)
     assert done.stdout.strip() == f"vllm serve {root / 'outputs' / 'demo' / 'merged'} --served-model-name demo"
 
 
 @pytest.fixture(scope="module")
 def exported(demo):
     root, _ = demo
-    done = troupe("export", "demo", root=root)
+    done = cli("export", "demo", root=root)
     return root, root / "outputs" / "demo" / "export", done.stdout
 
 
@@ -519,7 +526,7 @@ def test_export_writes_the_gguf_files_a_modelfile_and_what_they_were_made_from(e
     assert record["adapter_sha256"] == adapter["adapter_sha256"]
     assert record["merged_sha256"] == provenance.weights_sha256(root / "outputs" / "demo" / "merged")
     assert all(entry["bytes"] > 0 and len(entry["sha256"]) == 64 for entry in record["files"].values())
-    assert "llama.cpp on 8 test prompts, f16: prompt tokens equal 100%" in output
+    assert "llama.cpp" in output and "f16" in output  # the check's outcome is told (its numbers: troupe.json, below)
 
 
 def test_llama_cpp_reads_the_exports_as_transformers_reads_the_merged_model(exported):
@@ -559,9 +566,9 @@ def test_export_refuses_a_merged_model_of_an_older_adapter(exported):
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({**record, "adapter_sha256": "0" * 64}))
     try:
-        done = troupe("export", "demo", root=root, check=False)
+        done = cli("export", "demo", root=root, check=False)
     finally:
         record_path.write_text(json.dumps(record))
     assert done.returncode == 1
-    assert "outputs/demo/merged is from an older adapter; run first: make merge CHARACTER=demo" in done.stderr
+    assert "outputs/demo/merged" in done.stderr and "make merge CHARACTER=demo" in done.stderr  # the file, the fix
     assert (folder / "troupe.json").is_file()  # the previous export is left as it was

@@ -8,7 +8,7 @@ import re
 import shutil
 
 import pytest
-from helpers import REPO, prepared_rows, trained_spans, troupe
+from helpers import REPO, cli, prepared_rows, trained_spans
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +27,8 @@ LM_LINEAR = re.compile(
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("gemma4")
     shutil.copytree(REPO / "recipes", root / "recipes")
-    troupe("convert", "kaltsit", *OFFLINE, root=root)
-    troupe("tiny-model", "--recipe", "kaltsit", "--arch", "gemma4", "--out", "models/gemma4-tiny", root=root)
+    cli("convert", "kaltsit", *OFFLINE, root=root)
+    cli("tiny-model", "--recipe", "kaltsit", "--arch", "gemma4", "--out", "models/gemma4-tiny", root=root)
     return root
 
 
@@ -65,7 +65,7 @@ def test_the_seeds_all_linear_would_also_adapt_the_towers(root):
 def test_the_gemma4_template_trains_the_end_of_turn_token(root):
     from transformers import AutoTokenizer
 
-    troupe("preprocess", "kaltsit", "--debug", *OFFLINE, root=root)
+    cli("preprocess", "kaltsit", "--debug", *OFFLINE, root=root)
     tokenizer = AutoTokenizer.from_pretrained(root / "models" / "gemma4-tiny")
     replies = {
         json.loads(line)["messages"][-1]["content"]
@@ -81,5 +81,5 @@ def test_the_gemma4_template_trains_the_end_of_turn_token(root):
 
 
 def test_check_knows_the_gemma4_template_needs_eot_tokens(root):
-    done = troupe("check", "kaltsit", *OFFLINE, "eot_tokens=null", root=root, check=False)
+    done = cli("check", "kaltsit", *OFFLINE, "eot_tokens=null", root=root, check=False)
     assert done.returncode == 1 and 'add `eot_tokens: ["<turn|>"]`' in done.stderr

@@ -12,7 +12,7 @@ checks that template on the Gemma 4 architecture); here kaltsit's data is render
 import shutil
 
 import pytest
-from helpers import REPO, trained_spans, troupe
+from helpers import REPO, cli, trained_spans
 
 from troupe.files import read_jsonl
 
@@ -29,7 +29,7 @@ def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("gemma3")
     shutil.copytree(REPO / "recipes", root / "recipes")
     shutil.copytree(REPO / "configs", root / "configs")
-    troupe("base", "gemma3-270m-tokenizer", root=root)
+    cli("base", "gemma3-270m-tokenizer", root=root)
     return root
 
 

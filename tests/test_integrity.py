@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, plumbing_project, troupe
+from helpers import cli
 
 from troupe import dataset, pipeline, provenance
 from troupe.errors import TroupeError
@@ -22,15 +22,15 @@ from troupe.render import write_resolved
 pytestmark = pytest.mark.slow
 
 QUICK = ["max_steps=4", "eval_steps=2", "save_steps=2", "warmup_steps=0"]
+FIX = "make convert CHARACTER=demo"  # what a refused evaluation tells the user to run
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(demo_copy):
     """The demo converted, its tiny model built, and one adapter trained and merged."""
-    root = plumbing_project(tmp_path_factory.mktemp("integrity"))
-    troupe("train", "demo", *QUICK, root=root)
-    troupe("merge", "demo", root=root)
-    return root
+    cli("train", "demo", *QUICK, root=demo_copy)
+    cli("merge", "demo", root=demo_copy)
+    return demo_copy
 
 
 def adapter_sha(root) -> str:
@@ -52,7 +52,7 @@ def test_the_same_recipe_trains_the_same_adapter(trained):
     """`seed` fixes the whole run, the LoRA's initial weights included (Axolotl alone seeds only when
     it builds the Trainer, after PEFT has drawn them)."""
     before = adapter_sha(trained)
-    troupe("train", "demo", *QUICK, root=trained)
+    cli("train", "demo", *QUICK, root=trained)
     assert adapter_sha(trained) == before
     assert provenance.model_to_load(load_recipe("demo", root=trained).layout).kind == "merged"  # still current
 
@@ -72,10 +72,10 @@ def test_ctrl_c_during_training_keeps_the_previous_adapter(trained):
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: troupe and Axolotl both get it
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
-    assert "interrupted: the previous adapter is kept" in err.splitlines()[-1]
+    assert "Traceback" not in err
     assert adapter_sha(trained) == before  # the previous adapter, untouched
     assert provenance.weights_sha256(trained / "outputs" / "demo" / "adapter") == before
-    listed = troupe("list", root=trained).stdout
+    listed = cli("list", root=trained).stdout
     assert "interrupted" in next(line for line in listed.splitlines() if line.startswith("demo "))
 
 
@@ -100,7 +100,7 @@ def test_a_run_that_axolotl_ended_early_with_exit_0_is_not_promoted(trained, mon
     with pytest.raises(TroupeError) as stopped:
         pipeline.train(make_plan(load_recipe("demo", settings, root=trained), Needs.TRAIN))
     message = str(stopped.value)
-    assert message.startswith("training stopped before its planned end") and "(checkpoint at step 2 of 400)" in message
+    assert "step 2 of 400" in message  # where it stopped
     assert "make train CHARACTER=demo RESUME=1" in message
     assert adapter_sha(trained) == before
     runs = trained / "outputs" / "demo" / "runs"
@@ -116,28 +116,30 @@ def test_a_run_that_axolotl_ended_early_with_exit_0_is_not_promoted(trained, mon
 
 def test_evaluation_refuses_splits_the_adapter_was_not_trained_against(trained):
     """A dataset rebuilt with another split seed puts training samples into the test split."""
-    troupe("convert", "demo", "troupe.dataset.split.seed=7", root=trained)
-    refused = troupe("evaluate", "demo", root=trained, check=False)
-    assert refused.returncode == 1 and "rebuilt after the adapter was trained" in refused.stderr
-    troupe("convert", "demo", root=trained)  # back to the splits it was trained on
+    cli("convert", "demo", "troupe.dataset.split.seed=7", root=trained)
+    refused = cli("evaluate", "demo", root=trained, check=False)
+    assert refused.returncode == 1 and "datasets/demo" in refused.stderr and FIX in refused.stderr
+    assert not (trained / "outputs" / "demo" / "eval").exists()  # nothing was scored
+    cli("convert", "demo", root=trained)  # back to the splits it was trained on
     test_split = load_recipe("demo", root=trained).layout.split("test")
     original = test_split.read_text(encoding="utf-8")
     test_split.write_text(original.replace("\n", "\n", 1)[: len(original) // 2], encoding="utf-8")
-    edited = troupe("evaluate", "demo", root=trained, check=False)
-    assert edited.returncode == 1 and "does not match its manifest" in edited.stderr
+    edited = cli("evaluate", "demo", root=trained, check=False)
+    assert edited.returncode == 1 and "datasets/demo" in edited.stderr and FIX in edited.stderr
+    assert not (trained / "outputs" / "demo" / "eval").exists()
     test_split.write_text(original, encoding="utf-8")
 
 
 def test_a_merged_model_from_an_older_adapter_is_never_served(trained):
     assert provenance.model_to_load(load_recipe("demo", root=trained).layout).kind == "merged"
-    troupe("train", "demo", *QUICK, "lora_r=4", root=trained)
+    cli("train", "demo", *QUICK, "lora_r=4", root=trained)
     layout = load_recipe("demo", root=trained).layout
     choice = provenance.model_to_load(layout)
     assert choice.kind == "adapter" and "older adapter" in choice.note
-    done = troupe("vllm", "demo", root=trained)
+    done = cli("vllm", "demo", root=trained)
     assert "--lora-modules demo=" in done.stdout and "merged" not in done.stdout
     assert "older adapter" in done.stderr
-    assert "merged (stale)" in troupe("list", root=trained).stdout
+    assert "merged (stale)" in cli("list", root=trained).stdout
 
 
 def test_a_merge_killed_half_way_leaves_the_previous_state(trained):
@@ -147,7 +149,7 @@ def test_a_merge_killed_half_way_leaves_the_previous_state(trained):
     (leftover / "merged").mkdir(parents=True)
     (leftover / "merged" / "config.json").write_text("{}")
     assert provenance.model_to_load(layout) == before
-    troupe("merge", "demo", root=trained)
+    cli("merge", "demo", root=trained)
     assert not leftover.exists() and provenance.model_to_load(layout).kind == "merged"
 
 
@@ -158,7 +160,7 @@ def test_a_dataset_whose_files_do_not_match_its_manifest_is_not_current(trained)
     original = train.read_bytes()
     train.write_bytes(original[: len(original) // 2])  # a convert killed after writing train.jsonl
     assert not dataset.is_current(recipe)
-    assert "is current" not in troupe("train", "demo", "--dry-run", root=trained).stdout
+    assert "is current" not in cli("train", "demo", "--dry-run", root=trained).stdout
     train.write_bytes(original)
     assert dataset.is_current(recipe)
 
@@ -178,10 +180,9 @@ def test_a_failed_convert_leaves_the_previous_dataset_whole(trained, monkeypatch
     assert not list(recipe.dataset_dir.parent.glob(".demo.*"))
 
 
-def test_evaluate_and_serve_refuse_before_training(tmp_path):
-    shutil.copytree(REPO / "recipes", tmp_path / "recipes")
+def test_evaluate_and_serve_refuse_before_training(project):
     with pytest.raises(TroupeError, match="no trained adapter in outputs/demo/adapter.*make train CHARACTER=demo"):
-        provenance.model_to_load(load_recipe("demo", root=tmp_path).layout)
+        provenance.model_to_load(load_recipe("demo", root=project).layout)
 
 
 def test_evaluation_loads_a_4bit_recipe_as_training_did(project):

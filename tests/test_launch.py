@@ -107,18 +107,16 @@ def test_check_validates_the_whole_run_with_axolotls_multi_gpu_rules(project, mo
     """FSDP1 with LoRA kernels is fine for one process and refused by Axolotl for several."""
     monkeypatch.setenv("TROUPE_DEVICE", "cuda")
     fsdp1 = ["fsdp_version=1", "fsdp_config.auto_wrap_policy=TRANSFORMER_BASED_WRAP", "lora_mlp_kernel=true"]
-    main(["check", "kaltsit", *fsdp1])
-    assert "not compatible with FSDP1" not in capsys.readouterr().err
+    assert main(["check", "kaltsit", *fsdp1]) == 0
+    assert "lora_mlp_kernel" not in capsys.readouterr().err
     assert main(["check", "kaltsit", *fsdp1, "--nodes", "2", "--node-rank", "0", "--master", "h:29500"]) == 1
-    assert (
-        "lora_mlp_kernel, lora_qkv_kernel, and lora_o_kernel are not compatible with FSDP1" in capsys.readouterr().err
-    )
+    assert "lora_mlp_kernel" in capsys.readouterr().err  # the key Axolotl refuses for several processes
     assert main(["check", "kaltsit", "use_ray=true", "--gpus", "4"]) == 1
-    assert "use_ray: Ray Train starts the workers itself" in capsys.readouterr().err
+    assert "use_ray" in capsys.readouterr().err
 
 
 def test_a_second_stage_on_several_machines_needs_the_first_stage_everywhere(project, capsys):
     assert main(["train", "yoda", "--nodes", "2", "--node-rank", "0", "--master", "127.0.0.1:29500"]) == 1
     err = capsys.readouterr().err
-    assert "yoda starts from leprechaun's adapter, which this node does not have" in err
-    assert "copy outputs/leprechaun/adapter/ from the node that saved it to every node" in err
+    assert "outputs/leprechaun/adapter/" in err and "every node" in err  # the folder missing, and where it goes
+    assert not (project / "outputs" / "yoda").exists()  # refused before a run folder exists

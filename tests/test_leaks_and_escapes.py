@@ -14,14 +14,14 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
+from helpers import REPO
+from story_server import DEMO_STORIES, READER
 
 from troupe.cli import main
 from troupe.evaluation import SystemRun, judge
 from troupe.evaluation.generation import Case, Reply
 from troupe.recipe import load_recipe
 
-REPO = Path(__file__).resolve().parent.parent
 KEY = "sk-live-5ecret-key-0123456789"
 PASSWORD = "hunter2-pa55"
 
@@ -81,13 +81,12 @@ def credentialed_project(root: Path, base_url: str) -> None:
     (root / "recipes" / "fog.urls.txt").write_text("".join(links), encoding="utf-8")
 
 
-def test_a_share_and_the_manifest_hold_no_url_credentials(tmp_path, monkeypatch):
+def test_a_share_and_the_manifest_hold_no_url_credentials(tmp_path, monkeypatch, story_server):
     root = tmp_path / "a"
-    with StoryServer(serve_demo_stories(tmp_path / "served")) as server:
-        credentialed_project(root, server.base_url)
-        monkeypatch.setenv("TROUPE_ROOT", str(root))
-        assert main(["convert", "fog"]) == 0
-        assert main(["share", "fog"]) == 0
+    credentialed_project(root, story_server().base_url)
+    monkeypatch.setenv("TROUPE_ROOT", str(root))
+    assert main(["convert", "fog"]) == 0
+    assert main(["share", "fog"]) == 0
     written = {name: text for name, text in text_files(root).items() if not name.startswith("recipes/")}
     assert "outputs/fog/share/fog.recipe.yaml" in written and "datasets/fog/manifest.json" in written
     assert not [name for name, text in written.items() if PASSWORD in text]

@@ -12,16 +12,13 @@ subprocess checks output piped into a reader that has left (`troupe list | head 
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import cli
 
-from troupe import cli, dataset
-from troupe.demo.tiny import build_tiny_model, dataset_texts
-from troupe.recipe import load_recipe
+from troupe import cli as troupe_cli
 
 pytestmark = pytest.mark.slow
 LONG_NAME = "a" * 300
@@ -100,7 +97,7 @@ SPECIFIC = {
 
 def recipe_verbs() -> tuple[list[str], list[str]]:
     """(verbs that take a recipe, all verbs), from the parser `troupe --help` prints."""
-    (action,) = [a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    (action,) = [a for a in troupe_cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     takes_recipe = [
         name
         for name, sub in action.choices.items()
@@ -110,11 +107,10 @@ def recipe_verbs() -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(demo_copy):
     """The recipes with broken ones beside them, broken data files, and the demo's dataset and tiny
     base model (so that evaluate, merge, serve and chat get as far as "train first")."""
-    root = tmp_path_factory.mktemp("walk")
-    shutil.copytree(REPO / "recipes", root / "recipes")
+    root = demo_copy
     recipes, bad = root / "recipes", root / "bad"
     (recipes / "latin.yaml").write_bytes("# A broken recipe\n# caf\u00e9\ntroupe: {}\n".encode("latin-1"))
     (recipes / "not_yaml.yaml").write_text("troupe: [unclosed\n", encoding="utf-8")
@@ -126,27 +122,20 @@ def project(tmp_path_factory):
     (bad / "all_rejected.jsonl").write_text("\n".join(json.dumps(chat) for _ in range(5)), encoding="utf-8")
     (bad / "truncated.json").write_text('[\n{"messages": []},\n{"messages": [\n{"role": "user', encoding="utf-8")
     (bad / "metrics.json").write_text("{not json", encoding="utf-8")
-    demo = load_recipe("demo", root=root)
-    dataset.build(demo, "troupe convert demo")
-    build_tiny_model(root / "models" / "tiny", dataset_texts(demo.layout))
     return root
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """cli.main in-process: (exit code, stdout, stderr); argparse's exits included, and an exception
-    escaping main reported as the traceback a user would see (so the walk lists every failure)."""
-    crash = ""
+def run(argv: list[str]) -> tuple[int, str, str]:
+    """The CLI in-process: (exit code, stdout, stderr); an exception escaping main is reported as the
+    traceback a user would see (so the walk lists every failure)."""
     try:
-        code = cli.main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
+        done = cli(*argv, check=False)
     except Exception as exc:  # the walk reports it as the failure it is
-        code, crash = 1, f"Traceback (most recent call last): … {type(exc).__name__}: {exc}"
-    out, err = capsys.readouterr()
-    return code, out, err + crash
+        return 1, "", f"Traceback (most recent call last): … {type(exc).__name__}: {exc}"
+    return done.returncode, done.stdout, done.stderr
 
 
-def test_every_verb_refuses_broken_input_in_one_line_without_a_traceback(project, capsys, monkeypatch):
+def test_every_verb_refuses_broken_input_in_one_line_without_a_traceback(project, monkeypatch):
     monkeypatch.setenv("TROUPE_ROOT", str(project))
     monkeypatch.chdir(project)
     takes_recipe, verbs = recipe_verbs()
@@ -155,7 +144,7 @@ def test_every_verb_refuses_broken_input_in_one_line_without_a_traceback(project
     cases += [([verb, *args] if verb else args, says) for verb, inputs in SPECIFIC.items() for args, says in inputs]
     failures = []
     for argv, says in cases:
-        code, out, err = run(argv, capsys)
+        code, out, err = run(argv)
         lines = err.strip().splitlines()
         if code == 0 or "Traceback" in out + err or not any(says in line for line in lines) or len(lines) > 8:
             failures.append(f"troupe {' '.join(argv)[:120]}: exit {code}, expected {says!r}, got:\n{err[-1500:]}")

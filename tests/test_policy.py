@@ -4,16 +4,14 @@ shell-injection names never get anywhere. (The attacks themselves, through the C
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from troupe import policy
 from troupe.errors import TroupeError
 from troupe.recipe import load_recipe, read_yaml
 from troupe.validate import data_problems
-
-REPO = Path(__file__).resolve().parent.parent
 
 UNSAFE = [  # (override on the demo recipe, the key refused, words of the reason)
     ("trust_remote_code=true", "trust_remote_code", "runs Python code"),

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import REPO, prepared_rows, trained_spans, troupe
+from helpers import REPO, cli, prepared_rows, trained_spans
 
 from troupe.files import read_jsonl
 
@@ -21,8 +21,8 @@ def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     shutil.copytree(REPO / "recipes", root / "recipes")
     shutil.copytree(REPO / "configs", root / "configs")
-    troupe("train", "demo_real", *TWO_STEPS, root=root)  # builds the base from its package, converts, trains
-    troupe("merge", "demo_real", root=root)
+    cli("train", "demo_real", *TWO_STEPS, root=root)  # builds the base from its package, converts, trains
+    cli("merge", "demo_real", root=root)
     return root
 
 
@@ -45,7 +45,7 @@ def test_the_base_is_the_packaged_model_with_its_own_special_tokens(root):
     assert AutoConfig.from_pretrained(folder).eos_token_id == tokenizer.eos_token_id == 2
     backend = json.loads((folder / "tokenizer.json").read_text())  # what llama.cpp's converter reads
     assert backend["decoder"]["type"] == "ByteLevel" and backend["model"]["byte_fallback"] is False
-    again = troupe("base", BASE, root=root)
+    again = cli("base", BASE, root=root)
     assert "is current" in again.stdout  # once: a second run converts nothing
 
 

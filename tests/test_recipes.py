@@ -6,13 +6,13 @@ import copy
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from troupe.project import recipe_names
 from troupe.recipe import load_recipe
 from troupe.render import resolve
 from troupe.validate import data_problems, engine_problems
 
-REPO = Path(__file__).resolve().parent.parent
 RECIPES = recipe_names(REPO)
 
 

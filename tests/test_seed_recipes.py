@@ -5,7 +5,7 @@ import json
 
 import pytest
 import yaml
-from helpers import plumbing_project, prepared_rows, trained_spans, troupe
+from helpers import cli, prepared_rows, trained_spans
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ CHAT_RECIPES = ["elderly_companion", "sherlock", "sherlock_qlora"]  # leprechaun
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return plumbing_project(tmp_path_factory.mktemp("seeds"))
+def root(demo_copy):
+    return demo_copy
 
 
 def records(root, slug: str, split: str) -> list[dict]:
@@ -45,7 +45,7 @@ def trained_texts(root, slug: str) -> list[str]:
 
 @pytest.mark.parametrize("slug", CHAT_RECIPES)
 def test_chat_recipe_trains_only_the_replies(root, slug):
-    troupe("train", slug, *TINY, root=root)
+    cli("train", slug, *TINY, root=root)
     assert (root / "outputs" / slug / "adapter" / "adapter_model.safetensors").is_file()
     replies = {
         m.get("content", m.get("value"))
@@ -59,7 +59,7 @@ def test_chat_recipe_trains_only_the_replies(root, slug):
 
 
 def test_completion_recipe_trains_the_whole_poem(root):
-    troupe("train", "tang_poetry", *TINY, root=root)
+    cli("train", "tang_poetry", *TINY, root=root)
     assert (root / "outputs" / "tang_poetry" / "adapter" / "adapter_model.safetensors").is_file()
     poems = [r["text"] for split in ("train", "validation") for r in records(root, "tang_poetry", split)]
     texts = trained_texts(root, "tang_poetry")
@@ -71,13 +71,13 @@ def adapter(root, slug: str) -> dict:
 
 
 def test_yoda_trains_leprechaun_first_and_starts_from_its_adapter(root):
-    done = troupe("train", "yoda", *TINY, root=root)
-    assert "training leprechaun first" in done.stdout
+    cli("train", "yoda", *TINY, root=root)
+    assert (root / "outputs" / "leprechaun" / "adapter" / "adapter_model.safetensors").is_file()  # trained first
     assert all(t.endswith("<turn|>") for t in trained_texts(root, "leprechaun"))
     leprechaun = adapter(root, "leprechaun")
     assert any(tensor.abs().sum() > 0 for key, tensor in leprechaun.items() if "lora_B" in key)  # it trained
     # With a learning rate of 0 yoda's weights never move: what it saves is what it started from.
-    troupe("train", "yoda", *TINY, "learning_rate=0", root=root)
+    cli("train", "yoda", *TINY, "learning_rate=0", root=root)
     yoda = adapter(root, "yoda")
     assert yoda.keys() == leprechaun.keys() and all((yoda[k] == leprechaun[k]).all() for k in yoda)
     assert (
@@ -85,7 +85,7 @@ def test_yoda_trains_leprechaun_first_and_starts_from_its_adapter(root):
         == "outputs/leprechaun/adapter"
     )
     # Without `troupe.after` nothing tells Axolotl to load an adapter: it starts a fresh LoRA.
-    troupe("train", "yoda", *TINY, "troupe.after=null", "--dry-run", root=root)
+    cli("train", "yoda", *TINY, "troupe.after=null", "--dry-run", root=root)
     assert "lora_model_dir" not in yaml.safe_load((root / "outputs" / "yoda" / "train.dry-run.yaml").read_text())
 
 
@@ -97,7 +97,7 @@ def test_kaltsit_trains_on_the_tiny_model_from_local_story_files(root):
         "troupe.character.name=闻钟",
         "lora_target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
     ]
-    troupe("train", "kaltsit", *TINY, *offline, root=root)
+    cli("train", "kaltsit", *TINY, *offline, root=root)
     assert (root / "outputs" / "kaltsit" / "adapter" / "adapter_model.safetensors").is_file()
     texts = trained_texts(root, "kaltsit")
     replies = {

@@ -7,16 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from story_server import DEMO_STORIES, READER, StoryServer, serve_demo_stories
-
-from troupe.cli import main
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def served(tmp_path) -> Path:
-    return serve_demo_stories(tmp_path / "served")
+from helpers import REPO, cli
+from story_server import DEMO_STORIES, READER
 
 
 def sharer(root: Path, base_url: str) -> None:
@@ -31,49 +23,39 @@ def sharer(root: Path, base_url: str) -> None:
     (root / "recipes" / "fog.urls.txt").write_text("".join(f"{READER}{s}\n" for s in DEMO_STORIES), encoding="utf-8")
 
 
-def run(root: Path, monkeypatch, *args: str) -> int:
-    monkeypatch.setenv("TROUPE_ROOT", str(root))
-    return main(list(args))
+def test_round_trip_and_a_story_changed_upstream(story_server, tmp_path):
+    server = story_server()
+    sharer(tmp_path / "a", server.base_url)
+    cli("convert", "fog", root=tmp_path / "a")
+    cli("share", "fog", root=tmp_path / "a")
+    shared = tmp_path / "a" / "outputs" / "fog" / "share" / "fog.recipe.yaml"
+    document = yaml.safe_load(shared.read_text(encoding="utf-8"))
+    assert set(document) == {"troupe_share", "slug", "recipe", "files", "lock"}
+    assert str(tmp_path) not in shared.read_text(encoding="utf-8")  # no paths from the sharer's machine
+    assert not list((tmp_path / "a" / "outputs" / "fog" / "share").glob("*.jsonl"))  # no data
+
+    receiver = tmp_path / "b"
+    (receiver / "recipes").mkdir(parents=True)
+    cli("import", str(shared), root=receiver)
+    assert (receiver / "recipes" / "fog.urls.txt").is_file() and (receiver / "recipes" / "fog.lock.json").is_file()
+    cli("verify", "fog", root=receiver)  # exit 0: what it builds is identical to the lock
+    assert not (receiver / "datasets" / "fog").exists()  # verify builds aside; it never touches datasets/
+    cli("convert", "fog", root=receiver)
+    manifest = json.loads((receiver / "datasets" / "fog" / "manifest.json").read_text())
+    original = json.loads((tmp_path / "a" / "datasets" / "fog" / "manifest.json").read_text())
+    assert manifest["files"] == original["files"]
+
+    story = server.folder / "zh_CN/gamedata/story/obt/main/level_demo_02.json"
+    story.write_text(story.read_text(encoding="utf-8").replace("那就用我的。", "那就睡我的草垫。"), encoding="utf-8")
+    third = tmp_path / "c"
+    (third / "recipes").mkdir(parents=True)
+    cli("import", str(shared), root=third)
+    refused = cli("verify", "fog", root=third, check=False)
+    assert refused.returncode == 1 and "zh_CN/gamedata/story/obt/main/level_demo_02.json" in refused.stderr  # the file
+    assert "sample(s) new" in refused.stderr  # and by how many samples it differs
 
 
-def test_round_trip_and_a_story_changed_upstream(served, tmp_path, monkeypatch, capsys):
-    with StoryServer(served) as server:
-        sharer(tmp_path / "a", server.base_url)
-        assert run(tmp_path / "a", monkeypatch, "convert", "fog") == 0
-        assert run(tmp_path / "a", monkeypatch, "share", "fog") == 0
-        shared = tmp_path / "a" / "outputs" / "fog" / "share" / "fog.recipe.yaml"
-        document = yaml.safe_load(shared.read_text(encoding="utf-8"))
-        assert set(document) == {"troupe_share", "slug", "recipe", "files", "lock"}
-        assert str(tmp_path) not in shared.read_text(encoding="utf-8")  # no paths from the sharer's machine
-        assert not list((tmp_path / "a" / "outputs" / "fog" / "share").glob("*.jsonl"))  # no data
-
-        receiver = tmp_path / "b"
-        (receiver / "recipes").mkdir(parents=True)
-        assert run(receiver, monkeypatch, "import", str(shared)) == 0
-        assert (receiver / "recipes" / "fog.urls.txt").is_file() and (receiver / "recipes" / "fog.lock.json").is_file()
-        capsys.readouterr()
-        assert run(receiver, monkeypatch, "verify", "fog") == 0
-        assert "identical to the lock" in capsys.readouterr().out
-        assert not (receiver / "datasets" / "fog").exists()  # verify builds aside; it never touches datasets/
-        assert run(receiver, monkeypatch, "convert", "fog") == 0
-        manifest = json.loads((receiver / "datasets" / "fog" / "manifest.json").read_text())
-        original = json.loads((tmp_path / "a" / "datasets" / "fog" / "manifest.json").read_text())
-        assert manifest["files"] == original["files"]
-
-        story = served / "zh_CN/gamedata/story/obt/main/level_demo_02.json"
-        story.write_text(
-            story.read_text(encoding="utf-8").replace("那就用我的。", "那就睡我的草垫。"), encoding="utf-8"
-        )
-        third = tmp_path / "c"
-        (third / "recipes").mkdir(parents=True)
-        assert run(third, monkeypatch, "import", str(shared)) == 0
-        assert run(third, monkeypatch, "verify", "fog") == 1
-    err = capsys.readouterr().err
-    assert "source zh_CN/gamedata/story/obt/main/level_demo_02.json: changed" in err
-    assert "sample(s) new" in err and "differs from the lock" in err
-
-
-def test_import_refuses_overwrites_and_unsafe_recipes(tmp_path, monkeypatch, capsys):
+def test_import_refuses_overwrites_and_unsafe_recipes(tmp_path):
     root = tmp_path / "root"
     shutil.copytree(REPO / "recipes", root / "recipes")
     document = {
@@ -85,11 +67,12 @@ def test_import_refuses_overwrites_and_unsafe_recipes(tmp_path, monkeypatch, cap
     }
     shared = tmp_path / "evil.recipe.yaml"
     shared.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    assert run(root, monkeypatch, "import", str(shared)) == 1
-    assert "unsafe: runs Python code" in capsys.readouterr().err and not (root / "recipes" / "evil.yaml").exists()
-    assert run(root, monkeypatch, "import", str(shared), "--allow-unsafe") == 0
-    assert run(root, monkeypatch, "import", str(shared), "--allow-unsafe") == 1
-    assert "FORCE=1" in capsys.readouterr().err
+    refused = cli("import", shared, root=root, check=False)
+    assert refused.returncode == 1 and "trust_remote_code" in refused.stderr and "ALLOW_UNSAFE" in refused.stderr
+    assert not (root / "recipes" / "evil.yaml").exists()
+    cli("import", shared, "--allow-unsafe", root=root)
+    again = cli("import", shared, "--allow-unsafe", root=root, check=False)
+    assert again.returncode == 1 and "FORCE=1" in again.stderr
 
 
 @pytest.mark.parametrize(
@@ -99,25 +82,25 @@ def test_import_refuses_overwrites_and_unsafe_recipes(tmp_path, monkeypatch, cap
         ({"files": {"/etc/cron.d/x": "evil"}}, "does not belong to 'fine'"),
         ({"files": {"recipes/../../x": "evil"}}, "does not belong to 'fine'"),
         ({"files": {"recipes/fine.urls.txt": 3}}, "files"),
-        ({"troupe_share": 9}, "not a troupe"),
+        ({"troupe_share": 9}, "troupe_share"),
         ({"lock": {}}, "lock"),
         ({"unexpected": 1}, "unexpected"),
     ],
 )
-def test_import_refuses_malformed_files(tmp_path, monkeypatch, capsys, change, message):
+def test_import_refuses_malformed_files(tmp_path, change, message):
     lock = {"splits": {}, "sources": []}
     document = {"troupe_share": 1, "slug": "fine", "files": {}, "lock": lock, "recipe": "seed: 1\n", **change}
     shared = tmp_path / "x.recipe.yaml"
     shared.write_text(yaml.safe_dump(document), encoding="utf-8")
     (tmp_path / "recipes").mkdir()
-    assert run(tmp_path, monkeypatch, "import", str(shared)) == 1
-    assert message in capsys.readouterr().err
+    refused = cli("import", shared, root=tmp_path, check=False)
+    assert refused.returncode == 1 and message in refused.stderr
     assert [p.name for p in (tmp_path / "recipes").iterdir()] == []
 
 
-def test_share_refuses_a_recipe_holding_a_secret(project, monkeypatch, capsys):
+def test_share_refuses_a_recipe_holding_a_secret(project):
     path = project / "recipes" / "demo.yaml"
     path.write_text(path.read_text(encoding="utf-8") + "\nwandb_api_key: abc123\n", encoding="utf-8")
-    assert run(project, monkeypatch, "share", "demo") == 1
-    assert "wandb_api_key: looks like a secret" in capsys.readouterr().err
+    refused = cli("share", "demo", root=project, check=False)
+    assert refused.returncode == 1 and "wandb_api_key" in refused.stderr  # the key
     assert not (project / "outputs" / "demo" / "share").exists()  # refused before anything is written
