@@ -19,11 +19,13 @@ def make(project, *words: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("no", ["0", "no", "false", "NO"])
+@pytest.mark.slow  # make starts troupe in a process of its own
 def test_allow_unsafe_that_says_no_means_no(project, no):
     done = make(project, "check", "CHARACTER=demo", "ARGS=trust_remote_code=true", f"ALLOW_UNSAFE={no}")
     assert done.returncode != 0 and "trust_remote_code" in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # make starts troupe in a process of its own
 def test_force_that_says_no_does_not_overwrite(project):
     assert make(project, "new", "CHARACTER=amiya", "FROM=demo").returncode == 0
     before = (project / "recipes" / "amiya.yaml").read_bytes()
@@ -39,6 +41,7 @@ def test_a_flag_value_that_is_neither_yes_nor_no_is_an_error(project, flag, caps
     assert exit_code.value.code == 2 and "takes 1/true/yes or 0/false/no" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # make starts troupe in a process of its own
 def test_gpus_without_cuda_stops_before_any_run_exists(project):
     done = make(project, "train", "CHARACTER=demo", "GPUS=2", "DRY_RUN=0")
     assert done.returncode != 0 and "needs CUDA GPUs" in done.stderr

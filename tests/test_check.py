@@ -37,14 +37,13 @@ def broken(project):
     return path
 
 
-def run_check(name: str, capsys) -> tuple[int, str]:
-    code = main(["check", name])
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+def run_check(cli, name: str) -> tuple[int, str]:
+    done = cli("check", name)
+    return done.returncode, done.stdout + done.stderr
 
 
-def test_every_problem_is_reported_in_one_run(broken, capsys):
-    code, out = run_check("broken", capsys)
+def test_every_problem_is_reported_in_one_run(broken, cli):
+    code, out = run_check(cli, "broken")
     assert code == 1
     expected = [
         ("lora_alpah", "did you mean 'lora_alpha'?"),  # typo'd Axolotl key
@@ -61,12 +60,12 @@ def test_every_problem_is_reported_in_one_run(broken, capsys):
     assert "Traceback" not in out
 
 
-def test_a_good_recipe_passes(project, capsys):
+def test_a_good_recipe_passes(project, cli):
     (project / "models" / "tiny").mkdir(parents=True)
     (project / "datasets" / "demo").mkdir(parents=True)
     for split in ("train", "validation"):
         (project / "datasets" / "demo" / f"{split}.jsonl").write_text("")
-    code, out = run_check("demo", capsys)
+    code, out = run_check(cli, "demo")
     assert code == 0 and "recipes/demo.yaml: OK" in out
 
 
@@ -81,11 +80,11 @@ def test_names_that_are_not_slugs_are_refused(project, name):
         resolve_recipe(name, project)
 
 
-def test_a_path_anywhere_works_and_bad_file_names_are_reported(project, tmp_path, capsys):
+def test_a_path_anywhere_works_and_bad_file_names_are_reported(project, tmp_path, cli):
     elsewhere = tmp_path / "elsewhere" / "Bad-Name.yaml"
     elsewhere.parent.mkdir()
     elsewhere.write_text((project / "recipes" / "demo.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    code, out = run_check(str(elsewhere), capsys)
+    code, out = run_check(cli, str(elsewhere))
     assert code == 1 and "'Bad-Name' is not a valid recipe name" in out
 
 
@@ -96,28 +95,28 @@ def test_cli_exit_code_and_no_traceback(broken):
     assert "lora_alpah" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_what_steps_build_is_a_note_not_an_error(project, capsys):
+def test_what_steps_build_is_a_note_not_an_error(project, cli):
     """On a fresh clone nothing is built yet; `make train` would build it, so `check` passes."""
-    code, out = run_check("demo", capsys)
+    code, out = run_check(cli, "demo")
     assert code == 0 and "recipes/demo.yaml: OK" in out
     assert "note: models/tiny is not a model folder" in out and "troupe tiny-model" in out
     assert "datasets/demo/manifest.json" in out and "make convert CHARACTER=demo" in out  # the file, the fix
 
 
-def test_a_copied_recipe_never_points_at_another_slugs_files(project, capsys):
+def test_a_copied_recipe_never_points_at_another_slugs_files(project, cli):
     """`cp recipes/sherlock.yaml recipes/watson.yaml` with the old paths written in: refused."""
     text = (project / "recipes" / "sherlock.yaml").read_text(encoding="utf-8")
     text = text.replace(
         "  - type: chat_template", "  - path: datasets/sherlock/train.jsonl\n    type: chat_template", 1
     )
     (project / "recipes" / "watson.yaml").write_text(text + "output_dir: outputs/sherlock\n", encoding="utf-8")
-    code, out = run_check("watson", capsys)
+    code, out = run_check(cli, "watson")
     assert code == 1
     assert "datasets[0].path: 'datasets/sherlock/train.jsonl' is not this recipe's path" in out
     assert "output_dir: 'outputs/sherlock' is not this recipe's path (this recipe's is outputs/watson)" in out
 
 
-def test_check_validates_with_the_capabilities_of_the_training_machine(project, capsys, monkeypatch):
+def test_check_validates_with_the_capabilities_of_the_training_machine(project, cli, monkeypatch):
     """On this CPU machine Axolotl's validator sees no bf16; rendered for CUDA it sees an H100-class GPU."""
     from troupe.launch import Launch
     from troupe.recipe import load_recipe
@@ -129,7 +128,7 @@ def test_check_validates_with_the_capabilities_of_the_training_machine(project, 
     gpu, _ = training_capabilities(resolve(recipe, cuda=True, launch=Launch(gpus=8)))
     assert (cpu["bf16"], cpu["n_gpu"]) == (False, 1) and (gpu["bf16"], gpu["n_gpu"]) == (True, 8)
     monkeypatch.setenv("TROUPE_DEVICE", "cuda")
-    code, out = run_check("kaltsit", capsys)
+    code, out = run_check(cli, "kaltsit")
     assert code == 0 and "CPU-safe" not in out
 
 

@@ -127,5 +127,7 @@ def test_dry_run_prints_the_multi_gpu_command(project, monkeypatch, capsys):
     assert "deepspeed:" in (project / "outputs" / "kaltsit" / "train.dry-run.yaml").read_text()
     assert not (project / "outputs" / "kaltsit" / "adapter").exists()  # a dry run leaves no training record
     monkeypatch.setenv("TROUPE_DEVICE", "cpu")
+    (project / "outputs" / "kaltsit" / "train.dry-run.yaml").unlink()
     assert main(["train", "kaltsit", "--gpus", "4", "--dry-run"]) == 1
-    assert "needs CUDA GPUs" in capsys.readouterr().err
+    assert "GPUS=4" in capsys.readouterr().err  # the setting this machine cannot run
+    assert not (project / "outputs" / "kaltsit" / "train.dry-run.yaml").exists()  # refused before writing
