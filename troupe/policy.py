@@ -217,6 +217,8 @@ def model_problem(value: object, root: Path) -> str | None:
         return None  # a wrong type is Axolotl's validator's to report
     if why := base_folder_problem(value):
         return why
+    if "\0" in value:  # no path at all: base_model_location has no answer for it
+        return f"'{value}' {outside(value, root)}"
     location = base_model_location(value, root)
     if location.place is Place.HUB and (HUB_ID_RE.match(value) or IDENTIFIER_RE.match(value)):
         return None
