@@ -66,9 +66,11 @@ def make_plan(recipe: Recipe, needs: Needs, launch: Launch = SINGLE, parallel: s
         if problems := secrets + validate.data_problems(recipe):
             raise CheckFailed(problems)
         return Plan(recipe)
-    problems, resolved = validate.all_problems(recipe, lambda: _resolved(recipe, launch, parallel))
     missing = validate.missing_inputs(recipe, needs is Needs.TRAIN, adapter=needs is Needs.ADAPTER)
     only_notes = needs in (Needs.CONFIG, Needs.DRY_RUN)
+    if missing and needs in (Needs.INPUTS, Needs.ADAPTER):  # nothing to run Axolotl on: said without loading it
+        raise CheckFailed(validate.data_problems(recipe) + missing)
+    problems, resolved = validate.all_problems(recipe, lambda: _resolved(recipe, launch, parallel))
     problems += [] if only_notes else missing
     problems += validate.launch_problems(recipe, resolved) if resolved and needs in (Needs.TRAIN, Needs.DRY_RUN) else []
     if problems:
