@@ -7,14 +7,14 @@
 - `story_server`: tests/story_server.py's mirror of ArknightsStoryJson, started and stopped for a test.
 - `cli`: troupe's CLI in-process (helpers.cli); helpers.cli_process is the subprocess variant.
 
-Modules marked slow (`pytestmark = pytest.mark.slow`) run first, so no worker starts a long module
-last while the other sits idle (pytest.ini: --dist loadfile keeps a module on one worker).
+The longest modules run first: as the last run measured them (pytest's cache), else the slowest marked.
 """
 
 import fcntl
 import functools
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import helpers
@@ -28,11 +28,31 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
 
-def pytest_collection_modifyitems(items):
-    """Modules with slow tests first (stable: a module's tests keep their order); pytest.ini's
-    --no-loadscope-reorder keeps this order when xdist hands modules out."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+MODULE_SECONDS = "troupe/module_seconds"  # pytest's cache: each module's test time in the last run of it
+_measured: Counter[str] = Counter()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest modules first, so that no worker starts a long one last while the other sits idle
+    (xdist hands a worker its next module when it is nearly through one; --dist loadfile keeps a module
+    on one worker, and pytest.ini's --no-loadscope-reorder keeps this order): the longest as the last
+    runs measured them (pytest's cache), then by their share of slow tests (a fresh clone, or
+    -p no:cacheprovider). A module's tests keep their order."""
+    seconds = config.cache.get(MODULE_SECONDS, {}) if getattr(config, "cache", None) else {}
+    tests, slow = Counter(item.path for item in items), Counter()
+    slow.update(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: (-seconds.get(item.path.name, 0), -slow[item.path] / tests[item.path]))
+
+
+def pytest_runtest_logreport(report):
+    _measured[report.nodeid.split("::")[0].rsplit("/", 1)[-1]] += report.duration  # xdist: every worker's
+
+
+def pytest_sessionfinish(session):
+    cache = getattr(session.config, "cache", None)
+    if cache and not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        known = cache.get(MODULE_SECONDS, {})
+        cache.set(MODULE_SECONDS, {**known, **{name: round(total, 1) for name, total in _measured.items()}})
 
 
 @pytest.fixture

@@ -139,6 +139,7 @@ def test_refused_links_name_their_line_and_are_never_fetched(story_server, serve
         assert f"recipes/ark.urls.txt:{line}: " in err and reason in err
 
 
+@pytest.mark.slow  # two processes of its own, one killed mid-download
 def test_a_killed_download_leaves_no_corrupt_file_and_resumes(story_server, served, fault_free, tmp_path):
     root = make_project(tmp_path, ALL_LINKS)
     cache = root / "datasets" / ".cache" / "arknights"

@@ -6,6 +6,7 @@ from troupe.engine import StepFailed, run_axolotl
 from troupe.render import run_env
 
 
+@pytest.mark.slow  # starts Axolotl's CLI
 def test_a_failing_axolotl_step_raises_with_its_exit_code(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("base_model: x\n")
