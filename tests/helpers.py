@@ -7,6 +7,7 @@ cli_process("chat", "demo", root=root, input="/exit\n")   the same in a subproce
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,15 @@ def cli_process(*args: str, root: Path, check: bool = True, **run) -> subprocess
             f"troupe {' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         )
     return done
+
+
+def as_a_terminal_job() -> None:
+    """preexec_fn for a process a test sends Ctrl-C to: SIGINT at its default action and unblocked, as
+    a terminal's foreground job has it. An ignored signal survives exec, and this process may have run
+    in-process steps (helpers.cli) that left SIGINT ignored: Python would then never raise
+    KeyboardInterrupt in the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 import helpers
 import pytest
 import yaml
-from helpers import REPO, cli_process
+from helpers import REPO, as_a_terminal_job, cli_process
 from story_server import DEMO_STORIES, READER, serve_demo_stories
 
 from troupe.errors import TroupeError
@@ -268,7 +268,12 @@ def test_ctrl_c_stops_the_pool_within_seconds_and_the_cache_stays_whole(project,
     linked_recipe(project, "ark", server.base_url, stories=stories, workers=4, timeout=30)
     env = {**os.environ, "TROUPE_ROOT": str(project)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "troupe", "convert", "ark"], cwd=project, env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "troupe", "convert", "ark"],
+        cwd=project,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_a_terminal_job,
     )
     deadline = time.monotonic() + 60
     while server.total_requests < 8 and time.monotonic() < deadline:  # a second round is in flight

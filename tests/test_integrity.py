@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from helpers import cli
+from helpers import as_a_terminal_job, cli
 
 from troupe import dataset, pipeline, provenance
 from troupe.errors import TroupeError
@@ -62,7 +62,13 @@ def test_ctrl_c_during_training_keeps_the_previous_adapter(trained):
     env = {**os.environ, "TROUPE_ROOT": str(trained)}
     command = [sys.executable, "-m", "troupe", "train", "demo", "max_steps=400", "save_steps=2", "eval_steps=1000"]
     process = subprocess.Popen(  # its own process group, as a terminal's foreground job
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=as_a_terminal_job,
     )
     runs = trained / "outputs" / "demo" / "runs"
     deadline = time.monotonic() + 300
