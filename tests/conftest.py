@@ -7,7 +7,7 @@
 - `story_server`: tests/story_server.py's mirror of ArknightsStoryJson, started and stopped for a test.
 - `cli`: troupe's CLI in-process (helpers.cli); helpers.cli_process is the subprocess variant.
 
-The longest modules run first: as the last run measured them (pytest's cache), else the slowest marked.
+The slowest modules run first: by their share of slow tests, then as the last run measured them (pytest's cache).
 """
 
 import fcntl
@@ -35,13 +35,13 @@ _measured: Counter[str] = Counter()
 def pytest_collection_modifyitems(config, items):
     """The longest modules first, so that no worker starts a long one last while the other sits idle
     (xdist hands a worker its next module when it is nearly through one; --dist loadfile keeps a module
-    on one worker, and pytest.ini's --no-loadscope-reorder keeps this order): the longest as the last
-    runs measured them (pytest's cache), then by their share of slow tests (a fresh clone, or
-    -p no:cacheprovider). A module's tests keep their order."""
+    on one worker, and pytest.ini's --no-loadscope-reorder keeps this order): by their share of slow
+    tests, then the longest as the last runs measured them (pytest's cache; none on a fresh clone or
+    with -p no:cacheprovider). A module's tests keep their order."""
     seconds = config.cache.get(MODULE_SECONDS, {}) if getattr(config, "cache", None) else {}
     tests, slow = Counter(item.path for item in items), Counter()
     slow.update(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: (-seconds.get(item.path.name, 0), -slow[item.path] / tests[item.path]))
+    items.sort(key=lambda item: (-slow[item.path] / tests[item.path], -seconds.get(item.path.name, 0)))
 
 
 def pytest_runtest_logreport(report):
