@@ -2,6 +2,7 @@
 
 cli("convert", "demo", root=root)            troupe's CLI in-process: CompletedProcess-like, output captured
 cli_process("chat", "demo", root=root, input="/exit\n")   the same in a subprocess, where one is needed
+run_make("-n", "train", "CHARACTER=demo")     make in the repository, as a user runs it from a shell
 """
 
 import contextlib
@@ -47,6 +48,21 @@ def cli_process(*args: str, root: Path, check: bool = True, **run) -> subprocess
             f"troupe {' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         )
     return done
+
+
+MAKE_OWN_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+
+
+def run_make(*words: str, root: Path | None = None, **run) -> subprocess.CompletedProcess:
+    """`make -C REPO …` as a user runs it from a shell, never as a sub-make of the `make test` that runs
+    the suite: make's own variables are left out of its environment (a sub-make would print "Entering
+    directory" lines and inherit the outer flags). `root`: TROUPE_ROOT; `run`: more subprocess.run
+    arguments (input, timeout)."""
+    env = {name: value for name, value in os.environ.items() if name not in MAKE_OWN_VARIABLES}
+    if root is not None:
+        env["TROUPE_ROOT"] = str(root)
+    command = ["make", "--no-print-directory", "-C", str(REPO), *map(str, words)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, **run)
 
 
 def as_a_terminal_job() -> None:

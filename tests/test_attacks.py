@@ -14,7 +14,7 @@ from pathlib import Path
 import helpers
 import pytest
 import yaml
-from helpers import REPO, as_a_terminal_job, cli_process
+from helpers import REPO, as_a_terminal_job, cli_process, run_make
 from story_server import DEMO_STORIES, READER, serve_demo_stories
 
 from troupe.errors import TroupeError
@@ -306,9 +306,7 @@ def test_make_never_expands_a_variable(project, tmp_path, variable):
     marker = tmp_path / "expanded"
     target, *others = MAKE_TARGETS[variable]
     value = f"$(shell touch {marker})demo`touch {marker}`$$(touch {marker})"
-    env = {**os.environ, "TROUPE_ROOT": str(project)}
-    command = ["make", "-s", "-C", str(REPO), target, *others, f"{variable}={value}"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = run_make("-s", target, *others, f"{variable}={value}", root=project, timeout=300)
     assert not marker.exists(), done.stdout + done.stderr
 
 

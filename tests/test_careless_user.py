@@ -2,11 +2,10 @@
 model pointed at another character's outputs, GPUS=2 on a machine without them, a template path
 that is a folder. Each is a clear one-line refusal that changes nothing."""
 
-import os
 import subprocess
 
 import pytest
-from helpers import REPO, cli
+from helpers import cli, run_make
 
 from troupe import provenance
 from troupe.cli import main
@@ -14,8 +13,7 @@ from troupe.recipe import load_recipe
 
 
 def make(project, *words: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TROUPE_ROOT": str(project)}
-    return subprocess.run(["make", "-s", "-C", str(REPO), *words], env=env, capture_output=True, text=True, timeout=300)
+    return run_make("-s", *words, root=project, timeout=300)
 
 
 @pytest.mark.parametrize("no", ["0", "no", "false", "NO"])

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import REPO, cli, debug_label_pairs, prepared_rows, trained_spans
+from helpers import REPO, cli, debug_label_pairs, prepared_rows, run_make, trained_spans
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +16,7 @@ pytestmark = pytest.mark.slow
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(REPO / "recipes", root / "recipes")
-    env = {**os.environ, "TROUPE_ROOT": str(root)}
-    done = subprocess.run(["make", "-C", str(REPO), "demo"], env=env, capture_output=True, text=True)
+    done = run_make("demo", root=root)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root, done.stdout + done.stderr
 

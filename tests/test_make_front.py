@@ -5,10 +5,9 @@ argv_from_make turns the exported variables into that verb's own options, each v
 """
 
 import re
-import subprocess
 
 import pytest
-from helpers import REPO
+from helpers import REPO, run_make
 
 from troupe.cli import MAKE_VERBS, argv_from_make, build_parser, main, with_boolean_values
 
@@ -99,12 +98,7 @@ def test_main_reads_the_environment_only_with_from_make(monkeypatch, capsys):
 
 @pytest.mark.parametrize("verb", sorted(MAKE_VERBS))
 def test_make_puts_no_variable_into_the_command_line(verb):
-    done = subprocess.run(
-        ["make", "-n", verb, f"CHARACTER={HOSTILE}", f"ARGS={HOSTILE}", f"FILE={HOSTILE}", f"FROM={HOSTILE}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    done = run_make("-n", verb, f"CHARACTER={HOSTILE}", f"ARGS={HOSTILE}", f"FILE={HOSTILE}", f"FROM={HOSTILE}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f".venv/bin/troupe {verb} --from-make"
     assert "rm -rf ~" not in done.stdout and "pwned" not in done.stdout
@@ -114,6 +108,6 @@ def test_make_help_lists_every_target_with_its_line():
     text = (REPO / "Makefile").read_text(encoding="utf-8")
     described = dict(re.findall(r"^([a-z][a-z-]*):.*?## (.*)$", text, flags=re.M))
     assert makefile_verbs() | {"help", "setup", "demo", "test", "test-fast"} <= set(described)
-    shown = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True).stdout
+    shown = run_make("-s", "help").stdout
     for target, line in described.items():
         assert f"make {target:<11} {line}" in shown, target

@@ -2,11 +2,8 @@
 unsafe thing refused with one clear line and accepted with --allow-unsafe; YAML alias bombs and
 shell-injection names never get anywhere. (The attacks themselves, through the CLI: test_attacks.py.)"""
 
-import os
-import subprocess
-
 import pytest
-from helpers import REPO
+from helpers import REPO, run_make
 
 from troupe import policy
 from troupe.errors import TroupeError
@@ -149,12 +146,6 @@ def test_a_yaml_alias_bomb_is_refused(tmp_path):
 
 def test_a_shell_injection_name_only_prints_an_error(tmp_path):
     victim = tmp_path / "pwned"
-    env = {**os.environ, "TROUPE_ROOT": str(REPO)}
-    done = subprocess.run(
-        ["make", "-s", "-C", str(REPO), "check", f"CHARACTER=x; touch {victim}"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = run_make("-s", "check", f"CHARACTER=x; touch {victim}", root=REPO)
     assert done.returncode != 0 and not victim.exists()
     assert done.stderr.startswith("error: ")  # troupe refused the name; the shell never ran it

@@ -4,9 +4,8 @@ and every Makefile target is documented. (`make demo` runs for real in test_demo
 
 import re
 import shlex
-import subprocess
 
-from helpers import REPO
+from helpers import REPO, run_make
 
 from troupe.cli import MAKE_VERBS, argv_from_make, build_parser, with_boolean_values
 
@@ -58,7 +57,7 @@ def test_every_documented_command_is_a_valid_make_invocation():
     for command in commands:
         target = command.split()[1]
         assert target in makefile_targets(), command
-        done = subprocess.run(["make", "-n", *command.split()[1:]], cwd=REPO, capture_output=True, text=True)
+        done = run_make("-n", *command.split()[1:])
         assert done.returncode == 0, f"{command}: {done.stderr}"
 
 
@@ -81,5 +80,5 @@ def test_makefile_passes_variables_to_the_shell_only_quoted():
     recipe_lines = [line for line in text.splitlines() if line.startswith("\t")]
     for variable in ("CHARACTER", "ARGS", "FROM", "NAME", "GPUS", "NODES", "NODE_RANK", "MASTER", "FILE", "PORT"):
         assert not any(f"$({variable})" in line for line in recipe_lines), variable
-    done = subprocess.run(["make", "-n", "train", "CHARACTER=x; rm -rf ~"], cwd=REPO, capture_output=True, text=True)
+    done = run_make("-n", "train", "CHARACTER=x; rm -rf ~")
     assert "troupe train --from-make" in done.stdout and "rm -rf ~" not in done.stdout
