@@ -8,6 +8,7 @@ bench/download.py.
         ... server.base_url ... server.requests
 """
 
+import sys
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -23,14 +24,25 @@ DEMO_STORIES = {  # story path on the mirror → the demo's file in recipes/demo
 FAULTS = ("500", "429", "404", "timeout", "truncate", "garbage", "wait_an_hour", "dribble", "huge", "redirect")
 
 
+class _QuietOnHangUp(ThreadingHTTPServer):
+    """A client that hangs up mid-reply (a timeout, a truncated body) is part of the tests, not an
+    error: its request thread can outlive the test, and this process's stderr belongs to the next
+    test by then (helpers.cli captures it). Any other error is still printed."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class StoryServer:
     def __init__(self, folder: Path, latency: float = 0.0, stall: float = 3.0, redirect_to: str = ""):
         self.folder, self.latency, self.stall, self.redirect_to = Path(folder), latency, stall, redirect_to
         self.requests: Counter[str] = Counter()
         self._faults: dict[str, deque[str]] = defaultdict(deque)
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietOnHangUp(("127.0.0.1", 0), self._handler())
 
     @property
     def base_url(self) -> str:
