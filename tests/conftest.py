@@ -23,9 +23,12 @@ from helpers import REPO
 from story_server import StoryServer, serve_demo_stories
 
 # The suite runs on several xdist workers at once: each gets its share of the cores for torch (and for
-# every process it starts), instead of every worker spinning threads on all of them.
-WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
+# every process it starts), instead of every worker spinning threads on all of them (2 workers × 2
+# OpenMP threads on 2 cores made the two longest modules 3 to 4 times slower). Set in the workers
+# only: they inherit the controller's environment, so a value the controller set would hide theirs.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    WORKERS = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
 
 MODULE_SECONDS = "troupe/module_seconds"  # pytest's cache: each module's test time in the last run of it
