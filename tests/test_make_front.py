@@ -78,7 +78,7 @@ def test_a_verb_gets_only_the_variables_it_reads():
     assert argv_from_make("import", {"FILE": "k.recipe.yaml", "CHARACTER": "x"})[-2:] == ["--", "k.recipe.yaml"]
 
 
-@pytest.mark.parametrize("value", [HOSTILE, "--force", "--allow-unsafe", "-x", ""])
+@pytest.mark.parametrize("value", [HOSTILE, "--force", "--force=yes", "--allow-unsafe", "--allow-unsafe=1", "-x", ""])
 def test_a_value_is_one_word_never_an_option(value):
     args = parsed("check", {"CHARACTER": value, "ARGS": value})
     assert (args.recipe, args.args, args.allow_unsafe) == (value, value, False)

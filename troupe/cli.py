@@ -398,9 +398,12 @@ def yes_no(flag: str, text: str) -> bool:
 
 def with_boolean_values(argv: list[str]) -> list[str]:
     """`--force=0` → nothing, `--force=yes` → `--force`: a boolean flag may carry a value after '='
-    (the Makefile passes FORCE that way); alone it means yes."""
+    (the Makefile passes FORCE that way); alone it means yes. Words after `--` are values, kept as
+    they are (a CHARACTER of `--force=yes` stays that name)."""
     words = []
-    for word in argv:
+    for index, word in enumerate(argv):
+        if word == "--":
+            return words + argv[index:]
         flag, equals, value = word.partition("=")
         if equals and flag in BOOLEAN_FLAGS:
             words += [flag] if yes_no(flag, value) else []

@@ -24,7 +24,17 @@ RECIPES_DIR, RECIPE_SUFFIX = "recipes", ".yaml"
 MODELS_DIR = "models"  # base models troupe builds (`troupe base`, `troupe tiny-model`), never a slug's
 STEP_DIRS = ("outputs", "datasets")  # what the steps write for each slug
 MANIFEST = "manifest.json"
-TRAINING_CONFIG = "train.resolved.yaml"  # what Axolotl trained with: in the run folder, then the adapter
+# The config each step gave Axolotl (troupe.render.write_resolved), kept where the step's result is:
+TRAINING_CONFIG = "train.resolved.yaml"  # train: in the run folder, then the adapter
+DRY_RUN_CONFIG = "train.dry-run.yaml"  # train --dry-run: what train would give Axolotl, in outputs/<slug>/
+PREPROCESS_CONFIG = "preprocess.resolved.yaml"  # preprocess: in outputs/<slug>/
+MERGE_CONFIG = "merge.resolved.yaml"  # merge: in merged/
+# A model folder's tokenizer: what tokenising reads besides the splits (the prepared cache's key) and
+# what merge copies from the adapter over the merged model (Axolotl's merge copies the base model's).
+TOKENIZER_FILES = (
+    "tokenizer.json tokenizer_config.json tokenizer.model special_tokens_map.json added_tokens.json vocab.json "
+    "merges.txt chat_template.jinja chat_template.json"
+).split()
 METRICS, GENERATIONS = "metrics.json", "generations.csv"  # evaluate's scores and replies, in eval/
 
 
@@ -91,6 +101,14 @@ class Layout:
     @property
     def adapter_dir(self) -> Path:
         return self.output_dir / "adapter"
+
+    @property
+    def dry_run_config(self) -> Path:
+        return self.output_dir / DRY_RUN_CONFIG
+
+    @property
+    def preprocess_config(self) -> Path:
+        return self.output_dir / PREPROCESS_CONFIG
 
     @property
     def runs_dir(self) -> Path:

@@ -10,18 +10,7 @@ import shutil
 from pathlib import Path
 
 from troupe.errors import TroupeError
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    "tokenizer.model",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-)
+from troupe.layout import TOKENIZER_FILES
 
 
 def restore_tokenizer(adapter_dir: Path, merged_dir: Path) -> list[str]:

@@ -30,7 +30,7 @@ from troupe.engine import run_axolotl
 from troupe.errors import TroupeError
 from troupe.files import new_dir_beside, replace_dir
 from troupe.launch import check_master
-from troupe.layout import TRAINING_CONFIG
+from troupe.layout import MERGE_CONFIG, TRAINING_CONFIG
 from troupe.plan import Needs, Plan, make_plan
 from troupe.preflight import WAIT_S
 from troupe.preflight import command as preflight_command
@@ -85,7 +85,7 @@ def preprocess(plan: Plan, debug: bool = False) -> None:
     """Tokenise into the keyed cache; `debug` prints sample tokens with their labels (-100 = not trained)."""
     recipe, result = plan.recipe, plan.resolved
     _say_notes(plan)
-    path = write_resolved(recipe, result, recipe.output_dir / "preprocess.resolved.yaml", "preprocess")
+    path = write_resolved(recipe, result, recipe.layout.preprocess_config, "preprocess")
     env = _env(result, recipe.root)
     # --no-download: Axolotl would otherwise instantiate the base model only to pre-fetch it.
     extra = ["--no-download"]
@@ -100,7 +100,7 @@ def dry_run(plan: Plan, wait: int = WAIT_S) -> None:
     without running anything."""
     recipe, result = plan.recipe, plan.resolved
     _say_notes(plan)
-    path = write_resolved(recipe, result, recipe.output_dir / "train.dry-run.yaml", "train --dry-run")
+    path = write_resolved(recipe, result, recipe.layout.dry_run_config, "train --dry-run")
     launcher = result.launcher_args()
     if result.launch.nodes > 1:
         print(f"$ {shlex.join(preflight_command(recipe, result, wait))}")
@@ -279,7 +279,7 @@ def merge(plan: Plan) -> Path:
     _say_notes(plan)
     build = new_dir_beside(layout.merged_dir)
     result.config.update(output_dir=layout.rel(build), lora_model_dir=layout.rel(layout.adapter_dir))
-    path = write_resolved(recipe, result, build / "merge.resolved.yaml", "merge")
+    path = write_resolved(recipe, result, build / MERGE_CONFIG, "merge")
     run_axolotl("merge-lora", path, recipe.root, _env(result, recipe.root))
     merged = build / "merged"
     copied = merging.restore_tokenizer(layout.adapter_dir, merged)

@@ -26,7 +26,7 @@ from pathlib import Path
 from troupe import policy, provenance
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, json_text, sha256_bytes, sha256_file
-from troupe.layout import SPLIT_OF_LIST, is_local_model
+from troupe.layout import DRY_RUN_CONFIG, SPLIT_OF_LIST, is_local_model
 from troupe.project import relative_to_root
 
 WAIT_S = 600  # nodes may reach the preflight minutes apart (one converting its dataset, one not)
@@ -34,7 +34,7 @@ RUN_ID = "troupe-preflight"
 MAX_FINGERPRINT_BYTES = 1 << 20
 FIXES = {
     "launch": "run the same command on every machine (same NODES and GPUS)",
-    "config": "give every machine the same ARGS and PARALLEL; compare their train.dry-run.yaml (DRY_RUN=1)",
+    "config": f"give every machine the same ARGS and PARALLEL; compare their {DRY_RUN_CONFIG} (DRY_RUN=1)",
     "recipe": "copy the recipe from node 0 (or check out the same revision)",
     "split": "copy datasets/ from node 0, or rebuild from the same sources (make convert)",
     "adapter": "copy the first stage's adapter from the node that trained it",

@@ -29,7 +29,14 @@ import yaml
 from troupe.errors import TroupeError
 from troupe.files import atomic_write_text, sha256_bytes, sha256_file
 from troupe.launch import SINGLE, Launch
-from troupe.layout import RENDERED_ENTRY_KEY, SPLIT_OF_LIST, Place, base_model_location, is_local_model
+from troupe.layout import (
+    RENDERED_ENTRY_KEY,
+    SPLIT_OF_LIST,
+    TOKENIZER_FILES,
+    Place,
+    base_model_location,
+    is_local_model,
+)
 from troupe.project import did_you_mean, relative_to_root
 from troupe.recipe import Recipe
 
@@ -107,12 +114,6 @@ def prepared_path(recipe: Recipe, manifest: dict, config: dict) -> str:
     digests = "".join(manifest["files"][name]["sha256"] for name in sorted(manifest["files"]))
     digests += tokenizer_digest(config, recipe.root)
     return recipe.layout.rel(recipe.layout.prepared(sha256_bytes(digests.encode())[:16]))
-
-
-TOKENIZER_FILES = (
-    "tokenizer.json tokenizer_config.json tokenizer.model special_tokens_map.json added_tokens.json vocab.json "
-    "merges.txt chat_template.jinja"
-).split()
 
 
 def tokenizer_digest(config: dict, root: Path) -> str:
